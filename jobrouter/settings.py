@@ -1,0 +1,225 @@
+"""Django settings for the job router.
+
+Every value that differs between deployments is read from the environment here, and only here,
+through the typed helpers below; `.env.example` documents each variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or "insecure-dev-key-" + "change-me-in-production" * 2
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# Local state (SQLite file, generated access key) lives here, outside version control.
+VAR_DIR = Path(env_str("JOBROUTER_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def _load_access_key() -> str:
+    """The base64 HMAC key that clients sign requests with (ACS Job Router §1.2).
+
+    Read from JOBROUTER_ACCESS_KEY; when unset (development), a key is generated once and kept in
+    `var/access-key` so the web server and the background worker agree across restarts.
+    Raises ImproperlyConfigured when the value is not valid base64.
+    """
+    key = env_str("JOBROUTER_ACCESS_KEY")
+    if key is None:
+        key_file = VAR_DIR / "access-key"
+        if key_file.exists():
+            key = key_file.read_text().strip()
+        else:
+            VAR_DIR.mkdir(parents=True, exist_ok=True)
+            key = base64.b64encode(secrets.token_bytes(32)).decode()
+            key_file.write_text(key + "\n")
+            print(f"JOBROUTER_ACCESS_KEY was not set; generated one in {key_file}", file=sys.stderr)
+    try:
+        base64.b64decode(key, validate=False)
+    except binascii.Error as exc:
+        raise ImproperlyConfigured("JOBROUTER_ACCESS_KEY must be base64") from exc
+    return key
+
+
+JOBROUTER_ACCESS_KEY = _load_access_key()
+# Allowed clock skew of x-ms-date against the server clock, in seconds.
+JOBROUTER_MAX_CLOCK_SKEW_SECONDS = env_float("JOBROUTER_MAX_CLOCK_SKEW_SECONDS", 15 * 60)
+# The timer loop never sleeps longer than this, in seconds, so that due times stored by other
+# processes are seen quickly (the loop re-reads the earliest due time each wake-up).
+JOBROUTER_TIMER_POLL_SECONDS = env_float("JOBROUTER_TIMER_POLL_SECONDS", 0.2)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    # `routing` comes before django_q so that its `qcluster` command (which adds the timer
+    # loop) takes precedence over django_q's own.
+    "routing",
+    "agents",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "routing.api.auth.HmacAuthenticationMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobrouter.urls"
+# Azure ids may contain characters CommonMiddleware would "fix"; never redirect API calls.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "jobrouter.asgi.application"
+
+
+def _database_config() -> dict:
+    default_sqlite = f"sqlite:///{VAR_DIR / 'jobrouter.sqlite3'}"
+    url = env_str("DATABASE_URL", default_sqlite)
+    config = dj_database_url.parse(url, conn_max_age=0)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        config["OPTIONS"] = {
+            # Writers take the lock at BEGIN, so a transaction never fails half-way with
+            # "database is locked" when it upgrades from read to write; readers are not blocked.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # Tests use a file (not :memory:) so that threads and server processes share it.
+        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name("test_jobrouter.sqlite3"))}
+    return config
+
+
+DATABASES = {"default": _database_config()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+Q_CLUSTER = {
+    "name": "jobrouter",
+    "workers": int(env_float("JOBROUTER_QUEUE_WORKERS", 2)),
+    "timeout": 60,
+    "retry": 120,
+    "catch_up": False,
+    "poll": 0.2,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/desk/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["routing.api.parsers.RouterJSONParser"],
+    "EXCEPTION_HANDLER": "routing.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("JOBROUTER_LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

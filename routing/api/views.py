@@ -1,0 +1,372 @@
+"""REST views for the ACS Job Router 2023-11-01 data-plane API (§2).
+
+Views are thin: parse the wire input, call one domain function, render the wire output.
+Action operations use colon verbs on the last path segment (`/routing/jobs/{id}:cancel`); the
+verb is split off on the last `:` and only for POST, so ids may contain colons.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.http import http_date, parse_http_date_safe
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from routing import queries, validation as v
+from routing.api import wire
+from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
+from routing.errors import InvalidRequest, NotFound
+from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
+from routing.services import jobs as job_services
+from routing.services import offers as offer_services
+from routing.services import policies, workers as worker_services
+from routing.services.common import Precondition
+
+SUPPORTED_API_VERSIONS = ("2023-11-01",)
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+class RouterView(APIView):
+    """Base: checks `api-version`, reads the clock once per request (`self.now`)."""
+
+    parser_classes = [RouterJSONParser, MergePatchJSONParser]
+    now: datetime
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.now = timezone.now()
+        version = request.query_params.get("api-version")
+        if not version:
+            raise InvalidRequest("The api-version query parameter is required.", code="MissingApiVersionParameter")
+        if version not in SUPPORTED_API_VERSIONS:
+            raise InvalidRequest(
+                f"api-version {version!r} is not supported; use one of {', '.join(SUPPORTED_API_VERSIONS)}.",
+                code="UnsupportedApiVersion",
+            )
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The JSON body as an object; an empty body is `{}`."""
+        data = request.data
+        if data in (None, "") or (hasattr(data, "dict") and not data):
+            return {}
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        return data
+
+
+def split_verb(segment: str, verbs: set[str]) -> tuple[str, str]:
+    """`"j:1:cancel"` → `("j:1", "cancel")`; NotFound when the verb is unknown."""
+    resource_id, sep, verb = segment.rpartition(":")
+    if not sep or verb not in verbs or not resource_id:
+        raise NotFound(f"No operation {segment!r}; expected one of {', '.join(sorted(':' + x for x in verbs))}.")
+    return resource_id, verb
+
+
+def resource_response(data: dict[str, Any], obj: Any, status: int = 200) -> Response:
+    """A resource body with its `ETag` and RFC 1123 `Last-Modified` headers."""
+    return Response(
+        data, status=status, headers={"ETag": f'"{obj.etag}"', "Last-Modified": http_date(obj.updated_at.timestamp())}
+    )
+
+
+def precondition_from(request: Request) -> Precondition | None:
+    if_match = request.headers.get("If-Match")
+    if_none_match = request.headers.get("If-None-Match")
+    raw_since = request.headers.get("If-Unmodified-Since")
+    since = None
+    if raw_since:
+        seconds = parse_http_date_safe(raw_since)
+        if seconds is None:
+            raise InvalidRequest("If-Unmodified-Since must be an RFC 1123 date.")
+        since = datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
+    if if_match is None and if_none_match is None and since is None:
+        return None
+    return Precondition(if_match=if_match, if_none_match=if_none_match, if_unmodified_since=since)
+
+
+# --- paging (ACS §2.3) ------------------------------------------------------------------------
+
+
+def page_params(request: Request) -> dict[str, str]:
+    """The effective list parameters: those of the request, or for a next-page request those
+    carried in its `continuationToken` (the client does not resend filters or page size)."""
+    token = request.query_params.get("continuationToken")
+    if token:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+            if not isinstance(data, dict):
+                raise ValueError
+        except ValueError as exc:
+            raise InvalidRequest("continuationToken is not valid.", target="continuationToken") from exc
+        return {str(k): str(val) for k, val in data.items()}
+    return {k: val for k, val in request.query_params.items() if k not in ("api-version",)}
+
+
+def paged_response(
+    request: Request, params: dict[str, str], queryset: QuerySet, render: Callable[[list], list[dict]]
+) -> Response:
+    """One page `{value, nextLink?}` in id order, keyset-paged after the last id; `nextLink`
+    is relative and carries the filters and page size in `continuationToken`."""
+    size = v.optional_int(_int_param(params.get("maxpagesize")), "maxpagesize", minimum=1) or DEFAULT_PAGE_SIZE
+    size = min(size, MAX_PAGE_SIZE)
+    after = params.get("after")
+    qs = queryset.order_by("pk")
+    if after:
+        qs = qs.filter(pk__gt=after)
+    items = list(qs[: size + 1])
+    body: dict[str, Any] = {"value": render(items[:size])}
+    if len(items) > size:
+        carried = {k: val for k, val in params.items() if k not in ("continuationToken",)}
+        carried.update({"after": items[size - 1].pk, "maxpagesize": str(size)})
+        token = base64.urlsafe_b64encode(json.dumps(carried).encode()).decode().rstrip("=")
+        body["nextLink"] = f"{request.path}?{urlencode({'continuationToken': token})}"
+    return Response(body)
+
+
+def _int_param(raw: str | None) -> int | None | str:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+def _datetime_param(params: dict[str, str], key: str) -> datetime | None:
+    return v.optional_datetime(params.get(key), key)
+
+
+# --- administration resources (§2.1) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminResource:
+    model: type
+    what: str
+    upsert: Callable[..., tuple[Any, bool]]
+    id_kwarg: str
+    delete: Callable[..., None]
+    render: Callable[[Any], dict[str, Any]]
+
+
+ADMIN_RESOURCES = {
+    "distributionPolicies": AdminResource(
+        DistributionPolicy, "Distribution policy", policies.distribution_policy_upsert, "policy_id",
+        policies.distribution_policy_delete, wire.distribution_policy,
+    ),
+    "classificationPolicies": AdminResource(
+        ClassificationPolicy, "Classification policy", policies.classification_policy_upsert, "policy_id",
+        policies.classification_policy_delete, wire.classification_policy,
+    ),
+    "exceptionPolicies": AdminResource(
+        ExceptionPolicy, "Exception policy", policies.exception_policy_upsert, "policy_id",
+        policies.exception_policy_delete, wire.exception_policy,
+    ),
+    "queues": AdminResource(Queue, "Queue", policies.queue_upsert, "queue_id", policies.queue_delete, wire.queue),
+}
+
+
+class AdminCollectionView(RouterView):
+    """GET /routing/{distributionPolicies|classificationPolicies|exceptionPolicies|queues}"""
+
+    resource: AdminResource | None = None
+
+    def get(self, request: Request) -> Response:
+        params = page_params(request)
+        return paged_response(
+            request, params, self.resource.model.objects.all(), lambda items: [self.resource.render(i) for i in items]
+        )
+
+
+class AdminItemView(RouterView):
+    """GET / PATCH (upsert) / DELETE of one policy or queue."""
+
+    resource: AdminResource | None = None
+
+    def get(self, request: Request, resource_id: str) -> Response:
+        obj = policies.get_or_404(self.resource.model, resource_id, self.resource.what)
+        return resource_response(self.resource.render(obj), obj)
+
+    def patch(self, request: Request, resource_id: str) -> Response:
+        obj, created = self.resource.upsert(
+            **{self.resource.id_kwarg: resource_id},
+            patch=self.body(request),
+            precondition=precondition_from(request),
+            now=self.now,
+        )
+        return resource_response(self.resource.render(obj), obj, status=201 if created else 200)
+
+    def delete(self, request: Request, resource_id: str) -> Response:
+        self.resource.delete(**{self.resource.id_kwarg: resource_id})
+        return Response(status=204)
+
+
+class QueueStatisticsView(RouterView):
+    """GET /routing/queues/{queueId}/statistics"""
+
+    def get(self, request: Request, queue_id: str) -> Response:
+        return Response(wire.queue_statistics(queries.queue_statistics(queue_id, self.now)))
+
+
+# --- jobs (§2.2) ------------------------------------------------------------------------------
+
+
+class JobCollectionView(RouterView):
+    """GET /routing/jobs with status, queueId, channelId, classificationPolicyId,
+    scheduledBefore, scheduledAfter filters."""
+
+    def get(self, request: Request) -> Response:
+        params = page_params(request)
+        qs = queries.jobs_filtered(
+            status=params.get("status", "all"),
+            queue_id=params.get("queueId"),
+            channel_id=params.get("channelId"),
+            classification_policy_id=params.get("classificationPolicyId"),
+            scheduled_before=_datetime_param(params, "scheduledBefore"),
+            scheduled_after=_datetime_param(params, "scheduledAfter"),
+        )
+        return paged_response(request, params, qs, lambda items: [wire.job(j, self.now) for j in items])
+
+
+class JobItemView(RouterView):
+    """GET / PATCH / DELETE /routing/jobs/{jobId}; POST /routing/jobs/{jobId}:cancel|:reclassify"""
+
+    verbs = {"cancel", "reclassify"}
+
+    def get(self, request: Request, job_id: str) -> Response:
+        job = queries.job_get(job_id)
+        return resource_response(wire.job(job, self.now), job)
+
+    def patch(self, request: Request, job_id: str) -> Response:
+        job, created = job_services.job_upsert(
+            job_id=job_id, patch=self.body(request), precondition=precondition_from(request), now=self.now
+        )
+        return resource_response(wire.job(job, self.now), job, status=201 if created else 200)
+
+    def delete(self, request: Request, job_id: str) -> Response:
+        job_services.job_delete(job_id=job_id)
+        return Response(status=204)
+
+    def post(self, request: Request, job_id: str) -> Response:
+        job_id, verb = split_verb(job_id, self.verbs)
+        body = self.body(request)
+        if verb == "cancel":
+            job_services.job_cancel(
+                job_id=job_id,
+                note=v.optional_string(body.get("note"), "note"),
+                disposition_code=v.optional_string(body.get("dispositionCode"), "dispositionCode"),
+                now=self.now,
+            )
+        else:
+            job_services.job_reclassify(job_id=job_id, now=self.now)
+        return Response({})
+
+
+class JobPositionView(RouterView):
+    """GET /routing/jobs/{jobId}/position"""
+
+    def get(self, request: Request, job_id: str) -> Response:
+        return Response(wire.job_position(queries.job_position(job_id, self.now)))
+
+
+class AssignmentActionView(RouterView):
+    """POST /routing/jobs/{jobId}/assignments/{assignmentId}:complete|:close|:unassign"""
+
+    verbs = {"complete", "close", "unassign"}
+
+    def post(self, request: Request, job_id: str, assignment: str) -> Response:
+        assignment_id, verb = split_verb(assignment, self.verbs)
+        body = self.body(request)
+        note = v.optional_string(body.get("note"), "note")
+        if verb == "complete":
+            job_services.job_complete(job_id=job_id, assignment_id=assignment_id, note=note, now=self.now)
+            return Response({})
+        if verb == "close":
+            job_services.job_close(
+                job_id=job_id,
+                assignment_id=assignment_id,
+                disposition_code=v.optional_string(body.get("dispositionCode"), "dispositionCode"),
+                close_at=v.optional_datetime(body.get("closeAt"), "closeAt"),
+                note=note,
+                now=self.now,
+            )
+            return Response({})
+        job = job_services.job_unassign(
+            job_id=job_id,
+            assignment_id=assignment_id,
+            suspend_matching=bool(v.optional_bool(body.get("suspendMatching"), "suspendMatching")),
+            now=self.now,
+        )
+        return Response({"jobId": job.pk, "unassignmentCount": job.unassignment_count})
+
+
+# --- workers (§2.2) ---------------------------------------------------------------------------
+
+
+class WorkerCollectionView(RouterView):
+    """GET /routing/workers with state, channelId, queueId, hasCapacity filters."""
+
+    def get(self, request: Request) -> Response:
+        params = page_params(request)
+        has_capacity = params.get("hasCapacity", "false").lower()
+        if has_capacity not in ("true", "false"):
+            raise InvalidRequest("hasCapacity must be true or false.", target="hasCapacity")
+        qs = queries.workers_filtered(
+            now=self.now,
+            state=params.get("state", "all"),
+            channel_id=params.get("channelId"),
+            queue_id=params.get("queueId"),
+            has_capacity=has_capacity == "true",
+        )
+        return paged_response(
+            request, params, qs, lambda items: [wire.worker(w) for w in queries.worker_views(items, self.now)]
+        )
+
+
+class WorkerItemView(RouterView):
+    """GET / PATCH / DELETE /routing/workers/{workerId}"""
+
+    def get(self, request: Request, worker_id: str) -> Response:
+        view = queries.worker_get(worker_id, self.now)
+        return resource_response(wire.worker(view), view.worker)
+
+    def patch(self, request: Request, worker_id: str) -> Response:
+        worker, created = worker_services.worker_upsert(
+            worker_id=worker_id, patch=self.body(request), precondition=precondition_from(request), now=self.now
+        )
+        view = queries.worker_get(worker.pk, self.now)
+        return resource_response(wire.worker(view), view.worker, status=201 if created else 200)
+
+    def delete(self, request: Request, worker_id: str) -> Response:
+        worker_services.worker_delete(worker_id=worker_id, now=self.now)
+        return Response(status=204)
+
+
+class OfferActionView(RouterView):
+    """POST /routing/workers/{workerId}/offers/{offerId}:accept|:decline"""
+
+    verbs = {"accept", "decline"}
+
+    def post(self, request: Request, worker_id: str, offer: str) -> Response:
+        offer_id, verb = split_verb(offer, self.verbs)
+        if verb == "accept":
+            result = offer_services.offer_accept(worker_id=worker_id, offer_id=offer_id, now=self.now)
+            return Response({"assignmentId": result.assignment_id, "jobId": result.job_id, "workerId": result.worker_id})
+        body = self.body(request)
+        offer_services.offer_decline(
+            worker_id=worker_id,
+            offer_id=offer_id,
+            retry_offer_at=v.optional_datetime(body.get("retryOfferAt"), "retryOfferAt"),
+            now=self.now,
+        )
+        return Response({})

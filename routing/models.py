@@ -1,0 +1,297 @@
+"""Router data model (ACS Job Router 2023-11-01 resources).
+
+Policies keep their polymorphic parts (distribution mode, rules, attachments, exception rules) as
+JSON in the canonical 2023-11-01 wire shape, validated by `routing.validation` before they are
+stored. Anything the router matches or orders on is a real, indexed column: job status, queue,
+channel, priority, enqueue time; worker queue and channel memberships; offer and timer due times.
+
+State changes go through the functions in `routing.services`; nothing else writes these rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+def new_etag() -> str:
+    return uuid.uuid4().hex
+
+
+class JobStatus(models.TextChoices):
+    """ACS Job Router 2023-11-01, RouterJobStatus."""
+
+    CREATED = "created"
+    PENDING_CLASSIFICATION = "pendingClassification"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    COMPLETED = "completed"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    CLASSIFICATION_FAILED = "classificationFailed"
+    PENDING_SCHEDULE = "pendingSchedule"
+    SCHEDULED = "scheduled"
+    SCHEDULE_FAILED = "scheduleFailed"
+    WAITING_FOR_ACTIVATION = "waitingForActivation"
+
+
+# Statuses a job may be deleted in (ACS: "job needs to be in a termination state").
+DELETABLE_JOB_STATUSES = frozenset(
+    {JobStatus.CLOSED, JobStatus.CANCELLED, JobStatus.CLASSIFICATION_FAILED, JobStatus.SCHEDULE_FAILED}
+)
+# Statuses that block deleting the job's queue, and that the `active` list filter selects.
+FINAL_JOB_STATUSES = frozenset({JobStatus.CLOSED, JobStatus.CANCELLED})
+ACTIVE_JOB_STATUSES = frozenset(set(JobStatus) - FINAL_JOB_STATUSES)
+
+
+class RouterResource(models.Model):
+    """Common columns: the id the client chose, an opaque ETag and Last-Modified time."""
+
+    id = models.CharField(primary_key=True, max_length=255)
+    etag = models.CharField(max_length=32, default=new_etag)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+    def touch(self, now) -> None:
+        """Mark the row as modified (new ETag, Last-Modified = now)."""
+        self.etag = new_etag()
+        self.updated_at = now
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class DistributionPolicy(RouterResource):
+    name = models.CharField(max_length=255, blank=True, default="")
+    offer_expires_after_seconds = models.FloatField(null=True, blank=True)
+    # {"kind": "longestIdle"|"roundRobin"|"bestWorker", "minConcurrentOffers", ...}
+    mode = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "distribution policies"
+
+
+class ClassificationPolicy(RouterResource):
+    name = models.CharField(max_length=255, blank=True, default="")
+    fallback_queue_id = models.CharField(max_length=255, null=True, blank=True)
+    queue_selector_attachments = models.JSONField(default=list, blank=True)
+    prioritization_rule = models.JSONField(null=True, blank=True)
+    worker_selector_attachments = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name_plural = "classification policies"
+
+
+class ExceptionPolicy(RouterResource):
+    name = models.CharField(max_length=255, blank=True, default="")
+    exception_rules = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name_plural = "exception policies"
+
+
+class Queue(RouterResource):
+    name = models.CharField(max_length=255, blank=True, default="")
+    distribution_policy = models.ForeignKey(
+        DistributionPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="queues"
+    )
+    exception_policy = models.ForeignKey(
+        ExceptionPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="queues"
+    )
+    # Always contains {"Id": <id>} (ACS adds it; selectors and classification match on it).
+    labels = models.JSONField(default=dict, blank=True)
+    # Extension (seed 002, Q3): a worker serving several queues gets higher-priority queues first.
+    priority = models.IntegerField(default=0)
+    # Round robin: the worker that received this queue's last offer.
+    last_offered_worker_id = models.CharField(max_length=255, null=True, blank=True, editable=False)
+
+
+class Worker(RouterResource):
+    capacity = models.IntegerField(default=0)
+    labels = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    available_for_offers = models.BooleanField(default=False)
+    # When the worker last became idle (no assignments) or registered; longest idle orders on it.
+    idle_since = models.DateTimeField(null=True, blank=True)
+    # Optional desk login for this worker (the agent desk, seed 002).
+    user = models.OneToOneField(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="router_worker"
+    )
+
+
+class WorkerQueue(models.Model):
+    """A worker's membership in a queue. `priority` is the per-queue agent priority (seed 002, Q5)."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="queue_links")
+    # Not a foreign key: a worker may list a queue that is created later, as in ACS.
+    queue_id = models.CharField(max_length=255)
+    position = models.PositiveIntegerField(default=0)
+    priority = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["worker", "queue_id"], name="uniq_worker_queue")]
+        # Candidate lookup for a job starts from its queue.
+        indexes = [models.Index(fields=["queue_id", "worker"], name="workerqueue_by_queue")]
+
+    def __str__(self) -> str:
+        return self.queue_id
+
+
+class WorkerChannel(models.Model):
+    """ACS RouterChannel: what a job on this channel costs the worker's capacity."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="channels")
+    channel_id = models.CharField(max_length=255)
+    capacity_cost_per_job = models.IntegerField()
+    max_number_of_jobs = models.IntegerField(null=True, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["worker", "channel_id"], name="uniq_worker_channel")]
+        indexes = [models.Index(fields=["channel_id", "worker"], name="workerchannel_by_channel")]
+
+    def __str__(self) -> str:
+        return self.channel_id
+
+
+class Job(RouterResource):
+    channel_reference = models.CharField(max_length=1024, null=True, blank=True)
+    status = models.CharField(max_length=32, choices=JobStatus.choices, default=JobStatus.CREATED)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    channel_id = models.CharField(max_length=255, null=True, blank=True)
+    classification_policy = models.ForeignKey(
+        ClassificationPolicy, null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="jobs",
+    )
+    queue = models.ForeignKey(
+        Queue, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="jobs"
+    )
+    priority = models.IntegerField(default=1)
+    disposition_code = models.CharField(max_length=255, null=True, blank=True)
+    requested_worker_selectors = models.JSONField(default=list, blank=True)
+    attached_worker_selectors = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    matching_mode = models.JSONField(default=dict, blank=True)
+    unassignment_count = models.IntegerField(default=0)
+    # True while an active selector has expedite: true; such jobs go first in their queue.
+    expedite = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            # The queue's order (ACS §4.7): what a freed worker is offered next, and job position.
+            models.Index(
+                fields=["queue", "status", "-expedite", "-priority", "enqueued_at"], name="job_queue_order"
+            ),
+            models.Index(fields=["status", "channel_id"], name="job_status_channel"),
+            models.Index(fields=["scheduled_at"], name="job_scheduled_at"),
+        ]
+
+
+class OfferStatus(models.TextChoices):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class Offer(models.Model):
+    """ACS RouterJobOffer. Only `open` offers are shown to clients, and only until `expires_at`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="offers")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="offers")
+    channel_id = models.CharField(max_length=255)
+    capacity_cost = models.IntegerField()
+    offered_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.OPEN)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["worker", "status"], name="offer_worker_status"),
+            models.Index(fields=["job", "status"], name="offer_job_status"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Assignment(models.Model):
+    """ACS RouterJobAssignment. Holds the worker's capacity until it is closed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="assignments")
+    # A worker can be deleted while the job's history still names it.
+    worker = models.ForeignKey(
+        Worker, on_delete=models.DO_NOTHING, db_constraint=False, related_name="assignments"
+    )
+    channel_id = models.CharField(max_length=255)
+    capacity_cost = models.IntegerField()
+    assigned_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # A close requested for later (CloseJobOptions.closeAt); the timer loop closes it then.
+    close_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # Unassigned assignments no longer hold capacity and are dropped from the job.
+    unassigned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["worker", "closed_at"], name="assignment_worker_open")]
+        constraints = [
+            # At most one live assignment per job: the database refuses a second accept.
+            models.UniqueConstraint(
+                fields=["job"], condition=Q(closed_at__isnull=True, unassigned_at__isnull=True),
+                name="one_live_assignment_per_job",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class JobDecline(models.Model):
+    """A worker declined a job: no new offer of it to them until `retry_offer_at` (ACS §4.2)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="declines")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="declines")
+    retry_offer_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "worker"], name="uniq_job_decline")]
+
+
+class TimerKind(models.TextChoices):
+    OFFER_EXPIRY = "offerExpiry"
+    ASSIGNMENT_CLOSE = "assignmentClose"
+    DECLINE_RETRY = "declineRetry"
+
+
+class RouterTimer(models.Model):
+    """A stored due time. The timer loop claims due rows by compare-and-set and runs them.
+
+    Stored rather than held in memory so that a restart loses nothing; the (fired_at, due_at) index
+    makes "the earliest pending due time" one index probe.
+    """
+
+    kind = models.CharField(max_length=32, choices=TimerKind.choices)
+    target_id = models.CharField(max_length=255)
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["fired_at", "due_at"], name="timer_pending_due")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target_id} @ {self.due_at:%Y-%m-%d %H:%M:%S}"

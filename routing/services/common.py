@@ -1,0 +1,117 @@
+"""Shared helpers for domain operations: after-commit follow-ups, preconditions, upserts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Callable, TypeVar
+
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from routing.errors import NotFound, PreconditionFailed
+
+logger = logging.getLogger("routing")
+
+M = TypeVar("M", bound=models.Model)
+
+
+def clock(now: datetime | None) -> datetime:
+    """The operation's single reading of the clock."""
+    return now if now is not None else timezone.now()
+
+
+def after_commit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run `fn` once the current transaction commits (at once outside one).
+
+    `robust`: a failing follow-up (say, matching that hit a lock timeout) is logged and does not
+    undo or fail the operation that already committed.
+    """
+    transaction.on_commit(partial(fn, *args, **kwargs), robust=True)
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """HTTP conditional-request headers on an upsert (ACS 2023-11-01 §2, conditional requests).
+
+    `if_match` / `if_none_match` hold the raw header values (`*` or a list of quoted ETags);
+    `if_unmodified_since` is a datetime. Checked under the row lock, inside the transaction.
+    """
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    if_unmodified_since: datetime | None = None
+
+    @staticmethod
+    def _etags(header: str) -> set[str]:
+        tags = set()
+        for part in header.split(","):
+            part = part.strip()
+            if part.startswith("W/"):
+                part = part[2:]
+            tags.add(part.strip('"'))
+        return tags
+
+    def check(self, obj: Any | None) -> None:
+        """Raise PreconditionFailed (412) when the stored state does not satisfy the headers."""
+        if self.if_match is not None:
+            if obj is None:
+                raise PreconditionFailed("If-Match: the resource does not exist.")
+            tags = self._etags(self.if_match)
+            if "*" not in tags and obj.etag not in tags:
+                raise PreconditionFailed("If-Match: the ETag does not match the current version.")
+        if self.if_none_match is not None and obj is not None:
+            tags = self._etags(self.if_none_match)
+            if "*" in tags or obj.etag in tags:
+                raise PreconditionFailed("If-None-Match: the resource exists in that version.")
+        if self.if_unmodified_since is not None and obj is not None:
+            if obj.updated_at.replace(microsecond=0) > self.if_unmodified_since:
+                raise PreconditionFailed("If-Unmodified-Since: the resource was modified since then.")
+
+
+def locked_get(model: type[M], pk: str, *, what: str) -> M:
+    """Fetch a row under a row lock (PostgreSQL; SQLite's write lock covers it) or raise NotFound."""
+    obj = model.objects.select_for_update().filter(pk=pk).first()
+    if obj is None:
+        raise NotFound(f"{what} {pk!r} was not found.")
+    return obj
+
+
+def upsert(
+    model: type[M],
+    *,
+    pk: str,
+    now: datetime,
+    precondition: Precondition | None,
+    apply: Callable[[M, bool], Callable[[], None] | None],
+) -> tuple[M, bool]:
+    """Create or update one resource by id under a row lock; returns (object, created).
+
+    `apply(obj, created)` validates and sets fields (and may register after-commit work); it may
+    return a callable that runs once the row is saved (to write child rows). Two
+    concurrent creates of one id race on the primary key: the loser retries as an update.
+    """
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                obj = model.objects.select_for_update().filter(pk=pk).first()
+                if precondition is not None:
+                    precondition.check(obj)
+                created = obj is None
+                if created:
+                    obj = model(pk=pk, created_at=now, updated_at=now)
+                after_save = apply(obj, created)
+                obj.touch(now)
+                if created:
+                    obj.save(force_insert=True)
+                else:
+                    obj.save()
+                if after_save is not None:
+                    after_save()
+                return obj, created
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

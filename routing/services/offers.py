@@ -1,0 +1,144 @@
+"""Offers: accept, decline and expiry (ACS 2023-11-01 §4.2)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+
+from routing.errors import Conflict, NotFound
+from routing.models import (
+    Assignment,
+    Job,
+    JobDecline,
+    JobStatus,
+    Offer,
+    OfferStatus,
+    RouterTimer,
+    TimerKind,
+    Worker,
+    new_etag,
+)
+from routing.services.common import after_commit, clock
+from routing.services.matching import match_job, match_worker, revoke_offers
+from routing.services.notify import notify_offer_ended
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    """ACS AcceptJobOfferResult."""
+
+    assignment_id: str
+    job_id: str
+    worker_id: str
+
+
+def _offer_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _offer_not_found(worker_id: str, offer_id: str) -> NotFound:
+    return NotFound(f"Offer not found. OfferId: {offer_id}, WorkerId: {worker_id}")
+
+
+def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) -> AcceptResult:
+    """Accept an open offer: the job becomes `assigned` to the worker, its other offers are
+    revoked (ACS `:accept`).
+
+    NotFound (404) when the worker has no such open offer (declined, revoked, or past its
+    expiresAt: an expired offer is never accepted, even before the timer marks it); Conflict (409)
+    when the job was meanwhile assigned to someone else or left the queue.
+    """
+    now = clock(now)
+    oid = _offer_id(offer_id)
+    job_id = Offer.objects.filter(pk=oid, worker_id=worker_id).values_list("job_id", flat=True).first()
+    if job_id is None:
+        raise _offer_not_found(worker_id, offer_id)
+    with transaction.atomic():
+        # Lock order job → offer → worker, as in match_job: concurrent accepts of offers for one
+        # job queue up here, and only the first finds the job still queued.
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            raise _offer_not_found(worker_id, offer_id)
+        offer = Offer.objects.select_for_update().get(pk=oid)
+        if offer.status != OfferStatus.OPEN or (offer.expires_at is not None and offer.expires_at <= now):
+            if job.status == JobStatus.ASSIGNED:
+                raise Conflict(f"Job {job_id!r} has already been accepted by another worker.")
+            raise _offer_not_found(worker_id, offer_id)
+        if job.status != JobStatus.QUEUED:
+            raise Conflict(f"Job {job_id!r} is {job.status}; the offer can no longer be accepted.")
+        # Compare-and-set guards against a revoke/expire that does not take the job lock.
+        if not Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.ACCEPTED, ended_at=now):
+            raise _offer_not_found(worker_id, offer_id)
+        assignment = Assignment.objects.create(
+            job=job, worker_id=worker_id, channel_id=offer.channel_id, capacity_cost=offer.capacity_cost, assigned_at=now
+        )
+        job.status = JobStatus.ASSIGNED
+        job.touch(now)
+        job.save(update_fields=["status", "etag", "updated_at"])
+        revoke_offers(Q(job_id=job.pk) & ~Q(pk=oid), now)
+        Worker.objects.filter(pk=worker_id).update(etag=new_etag(), idle_since=None)
+        after_commit(notify_offer_ended, offer_id=oid)
+    return AcceptResult(assignment_id=str(assignment.pk), job_id=job.pk, worker_id=worker_id)
+
+
+def offer_decline(
+    *, worker_id: str, offer_id: str, retry_offer_at: datetime | None = None, now: datetime | None = None
+) -> None:
+    """Decline an open offer (ACS `:decline`). The job goes on to other workers and is not
+    offered to this one again until `retry_offer_at` (never, without it, until the worker
+    re-registers). NotFound (404) when there is no such open offer (e.g. already accepted)."""
+    now = clock(now)
+    oid = _offer_id(offer_id)
+    with transaction.atomic():
+        offer = Offer.objects.select_for_update().filter(pk=oid, worker_id=worker_id).first()
+        if offer is None or offer.status != OfferStatus.OPEN or (offer.expires_at and offer.expires_at <= now):
+            raise _offer_not_found(worker_id, offer_id)
+        Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.DECLINED, ended_at=now)
+        JobDecline.objects.update_or_create(job_id=offer.job_id, worker_id=worker_id, defaults={"retry_offer_at": retry_offer_at})
+        if retry_offer_at is not None and retry_offer_at > now:
+            RouterTimer.objects.create(kind=TimerKind.DECLINE_RETRY, target_id=offer.job_id, due_at=retry_offer_at)
+        Worker.objects.filter(pk=worker_id).update(etag=new_etag())
+        Job.objects.filter(pk=offer.job_id).update(etag=new_etag())
+        after_commit(notify_offer_ended, offer_id=oid)
+        after_commit(match_job, job_id=offer.job_id)
+        after_commit(match_worker, worker_id=worker_id)
+
+
+def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
+    """Timer: an offer reached its expiresAt unanswered. It is marked expired and, as ACS
+    documents, the worker is deregistered (availableForOffers false, other offers revoked) so an
+    absent agent is not rung again and again; the job goes on to the next worker. Returns False
+    when the offer was answered first (compare-and-set on its status)."""
+    from routing.services.workers import worker_deregister_locked
+
+    now = clock(now)
+    oid = _offer_id(offer_id)
+    with transaction.atomic():
+        offer = Offer.objects.filter(pk=oid).values("job_id", "worker_id").first()
+        if offer is None:
+            return False
+        # Lock the worker before the status change, as deregistration does, so the order of
+        # locks is the same on every path that touches this worker's offers.
+        worker = Worker.objects.select_for_update().filter(pk=offer["worker_id"]).first()
+        if not Offer.objects.filter(pk=oid, status=OfferStatus.OPEN, expires_at__lte=now).update(
+            status=OfferStatus.EXPIRED, ended_at=now
+        ):
+            return False
+        Job.objects.filter(pk=offer["job_id"]).update(etag=new_etag())
+        if worker is not None:
+            worker_deregister_locked(worker, now)
+        after_commit(notify_offer_ended, offer_id=oid)
+        after_commit(match_job, job_id=offer["job_id"])
+    return True
+
+
+def decline_retry_due(*, job_id: str, now: datetime | None = None) -> None:
+    """Timer: a decline's retryOfferAt passed; the job may be offered to that worker again."""
+    match_job(job_id=job_id, now=now)

@@ -1,0 +1,88 @@
+"""The timer path: stored due times run within a fraction of a second of being due.
+
+django-q2's scheduler looks at its Schedule rows only every 30 s, too coarse for offer expiry
+and delayed closes. Instead the background worker (`manage.py qcluster`) runs `run_timer_loop`:
+it reads the earliest pending due time (one index probe on RouterTimer(fired_at, due_at)), sleeps
+until then but never longer than JOBROUTER_TIMER_POLL_SECONDS (so due times stored by other
+processes are seen promptly), and claims each due row by compare-and-set
+(`fired_at IS NULL → now`) in the same transaction as the handler. Any number of loops may run:
+each row is claimed once, and a loop that dies mid-handler rolls back its claim, so the row is
+picked up again. Nothing lives only in memory, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Callable
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from routing.models import RouterTimer, TimerKind
+
+logger = logging.getLogger("routing.timers")
+
+
+def _handlers() -> dict[str, Callable[..., object]]:
+    from routing.services.jobs import assignment_close_due
+    from routing.services.offers import decline_retry_due, offer_expire
+
+    return {
+        TimerKind.OFFER_EXPIRY: lambda target, now: offer_expire(offer_id=target, now=now),
+        TimerKind.ASSIGNMENT_CLOSE: lambda target, now: assignment_close_due(assignment_id=target, now=now),
+        TimerKind.DECLINE_RETRY: lambda target, now: decline_retry_due(job_id=target, now=now),
+    }
+
+
+def run_due_timers(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Run every timer due at `now`; returns how many this call claimed and ran."""
+    now = now or timezone.now()
+    handlers = _handlers()
+    due = list(
+        RouterTimer.objects.filter(fired_at__isnull=True, due_at__lte=now)
+        .order_by("due_at")
+        .values_list("id", "kind", "target_id")[:limit]
+    )
+    ran = 0
+    for timer_id, kind, target_id in due:
+        try:
+            with transaction.atomic():
+                # Compare-and-set claim: of several loops, exactly one runs each timer.
+                if not RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True).update(fired_at=now):
+                    continue
+                handlers[kind](target_id, now)
+            ran += 1
+        except Exception:
+            # One broken timer must not stall the others; it stays unclaimed (rolled back) and
+            # is retried on the next pass.
+            logger.exception("timer %s (%s %s) failed", timer_id, kind, target_id)
+    return ran
+
+
+def next_due_at() -> datetime | None:
+    return (
+        RouterTimer.objects.filter(fired_at__isnull=True).order_by("due_at").values_list("due_at", flat=True).first()
+    )
+
+
+def run_timer_loop(*, should_stop: Callable[[], bool], poll_seconds: float | None = None) -> None:
+    """Run due timers until `should_stop()` is true. See the module docstring."""
+    poll = poll_seconds if poll_seconds is not None else settings.JOBROUTER_TIMER_POLL_SECONDS
+    logger.info("timer loop started (poll %.2fs)", poll)
+    while not should_stop():
+        try:
+            close_old_connections()
+            run_due_timers()
+            upcoming = next_due_at()
+        except Exception:
+            logger.exception("timer loop pass failed")
+            upcoming = None
+        delay = poll
+        if upcoming is not None:
+            delay = min(poll, max(0.0, (upcoming - timezone.now()).total_seconds()))
+        if delay:
+            time.sleep(delay)
+    logger.info("timer loop stopped")

@@ -1,0 +1,165 @@
+"""Shared fixtures: a real daphne server and a real background worker (`manage.py qcluster`,
+with the timer loop) running against the test database, and official Azure SDK clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _database_url(settings_dict: dict) -> str:
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "localhost"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start in {timeout}s")
+
+
+class RouterProcesses:
+    """The system under test: `servers` daphne processes and one background worker."""
+
+    def __init__(self, env: dict[str, str], servers: int = 1) -> None:
+        self.env = env
+        self.ports = [_free_port() for _ in range(servers)]
+        self.web = [self._start_web(port) for port in self.ports]
+        self.worker = self.start_worker()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports[0]}"
+
+    def endpoints(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.ports]
+
+    def _start_web(self, port: int) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "jobrouter.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=None,
+        )
+        _wait_for_port(port, proc)
+        return proc
+
+    def start_worker(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def stop_worker(self) -> None:
+        _stop(self.worker)
+
+    def restart_worker(self) -> None:
+        self.stop_worker()
+        self.worker = self.start_worker()
+
+    def stop(self) -> None:
+        for proc in [*self.web, self.worker]:
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def server_env() -> dict[str, str]:
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _database_url(connection.settings_dict)
+    env["JOBROUTER_ACCESS_KEY"] = settings.JOBROUTER_ACCESS_KEY
+    env["JOBROUTER_TIMER_POLL_SECONDS"] = "0.05"
+    env.setdefault("DJANGO_ALLOWED_HOSTS", "*")
+    return env
+
+
+@pytest.fixture(scope="session")
+def router(django_db_setup, django_db_blocker) -> Iterator[RouterProcesses]:
+    """One daphne server and one background worker for the whole session, on the test DB."""
+    with django_db_blocker.unblock():
+        processes = RouterProcesses(server_env())
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
+@pytest.fixture
+def access_key() -> str:
+    from django.conf import settings
+
+    return settings.JOBROUTER_ACCESS_KEY
+
+
+def make_clients(endpoint: str, key: str):
+    from azure.communication.jobrouter import JobRouterAdministrationClient, JobRouterClient
+    from azure.core.credentials import AzureKeyCredential
+
+    # retry_total=0: a server error must fail the test, not be retried into a pass.
+    return (
+        JobRouterAdministrationClient(endpoint, AzureKeyCredential(key), retry_total=0),
+        JobRouterClient(endpoint, AzureKeyCredential(key), retry_total=0),
+    )
+
+
+@pytest.fixture
+def admin_client(router, transactional_db, access_key):
+    return make_clients(router.endpoint, access_key)[0]
+
+
+@pytest.fixture
+def client(router, transactional_db, access_key):
+    return make_clients(router.endpoint, access_key)[1]
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Poll `check` until it returns a truthy value (what an asynchronous effect looks like from
+    outside); fail with the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T = check()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+        time.sleep(interval)
+        last = check()
+    return last
