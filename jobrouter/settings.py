@@ -157,8 +157,9 @@ def _database_config() -> dict:
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
-        # Tests use a file (not :memory:) so that threads and server processes share it.
-        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name("test_jobrouter.sqlite3"))}
+        # Tests use a file (not :memory:) so that threads and server processes share it; one per
+        # test run, so that two runs on one machine do not drop each other's tables.
+        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name(f"test_jobrouter_{os.getpid()}.sqlite3"))}
     return config
 
 

@@ -142,3 +142,13 @@ def worker_delete(*, worker_id: str, now: datetime | None = None) -> None:
             raise Conflict(f"Worker {worker_id!r} still has assigned jobs; close them before deleting it.")
         _deregister(worker, now)
         worker.delete()
+
+
+def worker_link_user(*, worker_id: str, user) -> None:
+    """Link a desk login (Django user, or None) to a worker; a user drives at most one worker."""
+    with transaction.atomic():
+        worker = locked_get(Worker, worker_id, what="Worker")
+        if user is not None:
+            Worker.objects.filter(user=user).exclude(pk=worker_id).update(user=None)
+        worker.user = user
+        worker.save(update_fields=["user"])

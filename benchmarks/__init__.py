@@ -1,0 +1,1 @@
+"""Benchmarks for the job router (see benchmarks/README.md)."""

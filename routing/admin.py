@@ -1,0 +1,528 @@
+"""Supervisor admin: policies, queues, workers, jobs, offers and assignments.
+
+Every save goes through the same domain function the REST API calls (so the admin refuses an
+invalid policy with the API's message), and actions (cancel, register) call domain operations.
+Structured fields are edited as JSON in the 2023-11-01 wire shape and shown readably in lists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from routing.errors import RouterError
+from routing.models import (
+    Assignment,
+    ClassificationPolicy,
+    DistributionPolicy,
+    ExceptionPolicy,
+    Job,
+    Offer,
+    Queue,
+    RouterTimer,
+    Worker,
+)
+from routing.queries import worker_views
+from routing.services import jobs as job_services
+from routing.services import policies
+from routing.services import workers as worker_services
+
+
+class ServiceForm(forms.ModelForm):
+    """A ModelForm whose `clean()` runs the domain upsert's validation by asking the admin class
+    to build the patch; errors come back with the API's wording."""
+
+    id = forms.CharField(max_length=255, help_text="The resource id clients use in the API.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance and self.instance.pk:
+            data["id"] = self.instance.pk
+        return data
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """Saves through `upsert(id, patch)`; subclasses say how form data becomes a wire patch."""
+
+    form = ServiceForm
+    upsert: Callable[..., Any]
+    id_kwarg = "policy_id"
+    json_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly + (["id"] if obj else [])
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is not None and "id" in form.base_fields:
+            del form.base_fields["id"]
+        return form
+
+    def to_patch(self, data: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        pk = obj.pk if change else form.cleaned_data["id"]
+        try:
+            saved, _ = type(self).upsert(**{self.id_kwarg: pk}, patch=self.to_patch(form.cleaned_data))
+        except RouterError as exc:
+            # Validation is re-run at save; should it fail here, show it rather than a 500.
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        self.delete_one(obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_one(obj.pk)
+
+    def delete_one(self, pk: str) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def validated_form(admin_cls: type[ServiceAdmin], base: type[ServiceForm] = ServiceForm):
+    """Form class whose clean() builds the patch and dry-runs it through the domain upsert in a
+    rolled-back transaction, so invalid input is refused on the form with the API's message."""
+    from django.db import transaction
+
+    class Form(base):
+        class Meta(getattr(base, "Meta", object)):
+            model = admin_cls.model_cls
+            fields = getattr(getattr(base, "Meta", None), "fields", None) or tuple(
+                f for f in admin_cls.fields if f != "id"
+            )
+
+        def clean(self):
+            data = super().clean()
+            if self.errors:
+                return data
+            admin_obj = admin_cls(admin_cls.model_cls, admin.site)
+            pk = data.get("id")
+            if not pk:
+                return data
+            try:
+                with transaction.atomic():
+                    patch = admin_obj.to_patch(data)
+                    patch.pop("_user", None)
+                    type(admin_obj).upsert(**{admin_obj.id_kwarg: pk}, patch=patch)
+                    transaction.set_rollback(True)
+            except RouterError as exc:
+                raise forms.ValidationError(exc.message) from exc
+            return data
+
+    return Form
+
+
+def pretty_json(value: Any) -> str:
+    return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2))
+
+
+def describe_rule(rule: dict | None) -> str:
+    if not rule:
+        return "—"
+    kind = rule.get("kind")
+    if kind == "expression":
+        return f"expression: {rule.get('expression')}"
+    if kind == "static":
+        return f"static: {json.dumps(rule.get('value'))}"
+    if kind == "function":
+        return f"function: {rule.get('functionUri')}"
+    if kind == "webhook":
+        return f"webhook: {rule.get('webhookUri')}"
+    return str(kind)
+
+
+def describe_selector(s: dict) -> str:
+    text = f"{s.get('key')} {s.get('labelOperator')} {json.dumps(s.get('value'))}"
+    if s.get("expiresAfterSeconds") is not None:
+        text += f" (expires after {s['expiresAfterSeconds']} s)"
+    if s.get("expedite"):
+        text += " [expedite]"
+    return text
+
+
+# --- distribution policies -------------------------------------------------------------------
+
+
+@admin.register(DistributionPolicy)
+class DistributionPolicyAdmin(ServiceAdmin):
+    model_cls = DistributionPolicy
+    upsert = staticmethod(policies.distribution_policy_upsert)
+    list_display = ("id", "name", "mode_kind", "offer_expires_after_seconds", "concurrent_offers", "updated_at")
+    search_fields = ("id", "name")
+    fields = ("id", "name", "offer_expires_after_seconds", "mode")
+    readonly_fields = ("mode_summary",)
+
+    @admin.display(description="mode")
+    def mode_kind(self, obj):
+        return (obj.mode or {}).get("kind")
+
+    @admin.display(description="offers (min–max)")
+    def concurrent_offers(self, obj):
+        mode = obj.mode or {}
+        return f"{mode.get('minConcurrentOffers', 1)}–{mode.get('maxConcurrentOffers', 1)}"
+
+    @admin.display(description="mode")
+    def mode_summary(self, obj):
+        return pretty_json(obj.mode)
+
+    def to_patch(self, data):
+        return {
+            "name": data.get("name") or None,
+            "offerExpiresAfterSeconds": data.get("offer_expires_after_seconds"),
+            "mode": data.get("mode"),
+        }
+
+    def delete_one(self, pk):
+        policies.distribution_policy_delete(policy_id=pk)
+
+
+# --- classification policies -----------------------------------------------------------------
+
+
+@admin.register(ClassificationPolicy)
+class ClassificationPolicyAdmin(ServiceAdmin):
+    model_cls = ClassificationPolicy
+    upsert = staticmethod(policies.classification_policy_upsert)
+    list_display = ("id", "name", "fallback_queue_id", "queue_selection", "prioritization", "worker_selection")
+    search_fields = ("id", "name")
+    fields = (
+        "id", "name", "fallback_queue_id", "queue_selector_attachments", "prioritization_rule",
+        "worker_selector_attachments",
+    )
+
+    @admin.display(description="queue selector attachments")
+    def queue_selection(self, obj):
+        return format_html_join(
+            "", "<div>{}</div>", ((a.get("kind"),) for a in obj.queue_selector_attachments or [])
+        ) or "—"
+
+    @admin.display(description="prioritization rule")
+    def prioritization(self, obj):
+        return describe_rule(obj.prioritization_rule)
+
+    @admin.display(description="worker selector attachments")
+    def worker_selection(self, obj):
+        return format_html_join(
+            "", "<div>{}</div>", ((a.get("kind"),) for a in obj.worker_selector_attachments or [])
+        ) or "—"
+
+    def to_patch(self, data):
+        return {
+            "name": data.get("name") or None,
+            "fallbackQueueId": data.get("fallback_queue_id") or None,
+            "queueSelectorAttachments": data.get("queue_selector_attachments") or [],
+            "prioritizationRule": data.get("prioritization_rule"),
+            "workerSelectorAttachments": data.get("worker_selector_attachments") or [],
+        }
+
+    def delete_one(self, pk):
+        policies.classification_policy_delete(policy_id=pk)
+
+
+# --- exception policies ----------------------------------------------------------------------
+
+
+@admin.register(ExceptionPolicy)
+class ExceptionPolicyAdmin(ServiceAdmin):
+    model_cls = ExceptionPolicy
+    upsert = staticmethod(policies.exception_policy_upsert)
+    list_display = ("id", "name", "rules")
+    search_fields = ("id", "name")
+    fields = ("id", "name", "exception_rules")
+
+    @admin.display(description="rules")
+    def rules(self, obj):
+        def line(rule):
+            trigger = rule.get("trigger", {})
+            when = (
+                f"queue length > {trigger.get('threshold')}"
+                if trigger.get("kind") == "queueLength"
+                else f"waited {trigger.get('thresholdSeconds')} s"
+            )
+            actions = ", ".join(a.get("kind", "?") for a in rule.get("actions", []))
+            return (rule.get("id"), when, actions)
+
+        return format_html_join("", "<div><b>{}</b>: when {} → {}</div>", (line(r) for r in obj.exception_rules or []))
+
+    def to_patch(self, data):
+        return {"name": data.get("name") or None, "exceptionRules": data.get("exception_rules") or []}
+
+    def delete_one(self, pk):
+        policies.exception_policy_delete(policy_id=pk)
+
+
+# --- queues ----------------------------------------------------------------------------------
+
+
+@admin.register(Queue)
+class QueueAdmin(ServiceAdmin):
+    model_cls = Queue
+    upsert = staticmethod(policies.queue_upsert)
+    id_kwarg = "queue_id"
+    list_display = ("id", "name", "priority", "distribution_policy", "exception_policy", "queued_jobs")
+    list_filter = ("distribution_policy", "exception_policy")
+    search_fields = ("id", "name")
+    fields = ("id", "name", "priority", "distribution_policy", "exception_policy", "labels")
+
+    @admin.display(description="queued jobs")
+    def queued_jobs(self, obj):
+        return obj.jobs.filter(status="queued").count()
+
+    def to_patch(self, data):
+        policy = data.get("distribution_policy")
+        exception = data.get("exception_policy")
+        return {
+            "name": data.get("name") or None,
+            "priority": data.get("priority") or 0,
+            "distributionPolicyId": policy.pk if policy else None,
+            "exceptionPolicyId": exception.pk if exception else None,
+            "labels": {k: val for k, val in (data.get("labels") or {}).items() if k != "Id"},
+        }
+
+    def delete_one(self, pk):
+        policies.queue_delete(queue_id=pk)
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+
+class WorkerForm(ServiceForm):
+    queues = forms.JSONField(
+        required=False, initial=list,
+        help_text='Queue ids, e.g. ["sales", "support"]. Priorities per queue go in "queue priorities".',
+    )
+    queue_priorities = forms.JSONField(required=False, initial=dict, help_text='e.g. {"sales": 5}')
+    channels = forms.JSONField(
+        required=False, initial=list,
+        help_text='e.g. [{"channelId": "voice", "capacityCostPerJob": 1, "maxNumberOfJobs": 1}]',
+    )
+
+    class Meta:
+        model = Worker
+        fields = ("capacity", "available_for_offers", "labels", "tags", "user")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        worker = self.instance
+        if worker and worker.pk:
+            links = list(worker.queue_links.all())
+            self.initial["queues"] = [link.queue_id for link in links]
+            self.initial["queue_priorities"] = {link.queue_id: link.priority for link in links}
+            self.initial["channels"] = [
+                {k: val for k, val in {
+                    "channelId": c.channel_id, "capacityCostPerJob": c.capacity_cost_per_job,
+                    "maxNumberOfJobs": c.max_number_of_jobs,
+                }.items() if val is not None}
+                for c in worker.channels.all()
+            ]
+
+
+@admin.register(Worker)
+class WorkerAdmin(ServiceAdmin):
+    model_cls = Worker
+    upsert = staticmethod(worker_services.worker_upsert)
+    id_kwarg = "worker_id"
+    list_display = ("id", "user", "worker_state", "capacity", "load", "serving_queues", "channel_list")
+    list_filter = ("available_for_offers", "channels__channel_id", "queue_links__queue_id")
+    search_fields = ("id", "user__username")
+    actions = ("register", "deregister")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("channels", "queue_links")
+
+    def _view(self, obj):
+        cache = getattr(self, "_views", None)
+        if cache is None or cache[0] is not obj:
+            self._views = (obj, worker_views([obj])[0])
+        return self._views[1]
+
+    @admin.display(description="state")
+    def worker_state(self, obj):
+        return self._view(obj).state
+
+    @admin.display(description="load")
+    def load(self, obj):
+        return f"{self._view(obj).load_ratio:.0%}"
+
+    @admin.display(description="queues (priority)")
+    def serving_queues(self, obj):
+        return ", ".join(f"{link.queue_id} ({link.priority})" for link in obj.queue_links.all())
+
+    @admin.display(description="channels")
+    def channel_list(self, obj):
+        return ", ".join(f"{c.channel_id}×{c.capacity_cost_per_job}" for c in obj.channels.all())
+
+    def to_patch(self, data):
+        user = data.get("user")
+        return {
+            "capacity": data.get("capacity"),
+            "availableForOffers": bool(data.get("available_for_offers")),
+            "labels": {k: val for k, val in (data.get("labels") or {}).items() if k != "Id"},
+            "tags": data.get("tags") or {},
+            "queues": data.get("queues") or [],
+            "queuePriorities": data.get("queue_priorities") or {},
+            "channels": data.get("channels") or [],
+            "_user": user,
+        }
+
+    def save_model(self, request, obj, form, change):
+        patch = self.to_patch(form.cleaned_data)
+        user = patch.pop("_user")
+        pk = obj.pk if change else form.cleaned_data["id"]
+        try:
+            saved, _ = worker_services.worker_upsert(worker_id=pk, patch=patch)
+        except RouterError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return
+        worker_services.worker_link_user(worker_id=saved.pk, user=user)
+        obj.pk = saved.pk
+
+    def delete_one(self, pk):
+        worker_services.worker_delete(worker_id=pk)
+
+    @admin.action(description="Register (available for offers)")
+    def register(self, request, queryset):
+        for worker in queryset:
+            worker_services.worker_set_availability(worker_id=worker.pk, available=True)
+
+    @admin.action(description="Deregister (stop offers)")
+    def deregister(self, request, queryset):
+        for worker in queryset:
+            worker_services.worker_set_availability(worker_id=worker.pk, available=False)
+
+
+# --- jobs, offers, assignments (read-mostly) -------------------------------------------------
+
+
+class AssignmentInline(admin.TabularInline):
+    model = Assignment
+    extra = 0
+    can_delete = False
+    fields = ("id", "worker", "assigned_at", "completed_at", "closed_at", "unassigned_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class OfferInline(admin.TabularInline):
+    model = Offer
+    extra = 0
+    can_delete = False
+    fields = ("id", "worker", "status", "offered_at", "expires_at", "ended_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("id", "status", "queue", "channel_id", "priority", "enqueued_at", "waiting", "channel_reference")
+    list_filter = ("status", "queue", "channel_id", "classification_policy")
+    search_fields = ("id", "channel_reference")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    inlines = (OfferInline, AssignmentInline)
+    actions = ("cancel_jobs",)
+    readonly_fields = (
+        "id", "status", "channel_reference", "channel_id", "queue", "classification_policy", "priority",
+        "enqueued_at", "scheduled_at", "disposition_code", "selectors", "labels_display", "tags", "notes_display",
+        "matching_mode", "unassignment_count", "created_at", "updated_at",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    @admin.display(description="waiting")
+    def waiting(self, obj):
+        if obj.status != "queued" or not obj.enqueued_at:
+            return "—"
+        seconds = int((timezone.now() - obj.enqueued_at).total_seconds())
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+
+    @admin.display(description="worker selectors")
+    def selectors(self, obj):
+        items = [*obj.requested_worker_selectors, *obj.attached_worker_selectors]
+        return format_html_join("", "<div>{}</div>", ((describe_selector(s),) for s in items)) or "—"
+
+    @admin.display(description="labels")
+    def labels_display(self, obj):
+        return pretty_json(obj.labels)
+
+    @admin.display(description="notes")
+    def notes_display(self, obj):
+        return format_html_join("", "<div>{}: {}</div>", ((n.get("addedAt"), n.get("message")) for n in obj.notes))
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_jobs(self, request, queryset):
+        done = 0
+        for job in queryset:
+            try:
+                job_services.job_cancel(job_id=job.pk, note=f"Cancelled by {request.user} in the admin")
+                done += 1
+            except RouterError as exc:
+                self.message_user(request, f"{job.pk}: {exc.message}", level=messages.WARNING)
+        self.message_user(request, f"Cancelled {done} job(s).")
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    list_display = ("id", "job", "worker", "status", "offered_at", "expires_at", "ended_at")
+    list_filter = ("status", "channel_id")
+    search_fields = ("job__id", "worker__id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "job", "worker", "channel_id", "assigned_at", "completed_at", "closed_at")
+    list_filter = ("channel_id",)
+    search_fields = ("job__id", "worker__id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RouterTimer)
+class RouterTimerAdmin(admin.ModelAdmin):
+    list_display = ("kind", "target_id", "due_at", "fired_at")
+    list_filter = ("kind",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+for _cls in (DistributionPolicyAdmin, ClassificationPolicyAdmin, ExceptionPolicyAdmin, QueueAdmin):
+    _cls.form = validated_form(_cls)
+WorkerAdmin.form = validated_form(WorkerAdmin, WorkerForm)

@@ -1,0 +1,48 @@
+"""Test data built through the domain functions (the same code the API calls)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from routing.models import Job, JobStatus
+from routing.services.jobs import job_enqueue, job_upsert
+from routing.services.policies import distribution_policy_upsert, queue_upsert
+from routing.services.workers import worker_upsert
+
+
+def queue_with_policy(
+    queue_id: str = "q1", *, mode: str = "longestIdle", max_offers: int = 1, expires: float | None = 60,
+    now: datetime | None = None,
+) -> None:
+    distribution_policy_upsert(
+        policy_id=f"{queue_id}-policy",
+        patch={"offerExpiresAfterSeconds": expires, "mode": {"kind": mode, "maxConcurrentOffers": max_offers}},
+        now=now,
+    )
+    queue_upsert(queue_id=queue_id, patch={"distributionPolicyId": f"{queue_id}-policy"}, now=now)
+
+
+def worker(worker_id: str, *, queues=("q1",), capacity: int = 1, channel: str = "voice", available: bool = True,
+           labels: dict[str, Any] | None = None, now: datetime | None = None):
+    return worker_upsert(
+        worker_id=worker_id,
+        patch={
+            "capacity": capacity,
+            "queues": list(queues),
+            "channels": [{"channelId": channel, "capacityCostPerJob": 1}],
+            "availableForOffers": available,
+            "labels": labels or {},
+        },
+        now=now,
+    )[0]
+
+
+def queued_job(job_id: str, *, queue: str = "q1", channel: str = "voice", priority: int = 1,
+               now: datetime | None = None, **extra: Any) -> Job:
+    job, _ = job_upsert(job_id=job_id, patch={"queueId": queue, "channelId": channel, "priority": priority, **extra}, now=now)
+    # job_upsert queues the job after commit; under the test transaction make sure it happened.
+    job_enqueue(job_id=job_id, now=now)
+    job.refresh_from_db()
+    assert job.status in (JobStatus.QUEUED, JobStatus.ASSIGNED)
+    return job
