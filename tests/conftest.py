@@ -18,6 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+# Modules whose tests also run against PostgreSQL in CI (scripts/test, second pass).
+POSTGRES_MODULES = ("test_api_", "test_concurrency", "test_seed_", "test_timers")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.split(".")[-1].startswith(POSTGRES_MODULES):
+            item.add_marker(pytest.mark.postgres)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
