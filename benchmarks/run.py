@@ -187,6 +187,21 @@ class Servers:
                 return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each server process group (Linux /proc)."""
+        groups = {proc.pid: name for name, proc, _log in self.procs}
+        totals = {name: 0.0 for name in groups.values()}
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            pgrp = int(fields[2])
+            if pgrp in groups:
+                totals[groups[pgrp]] += (int(fields[11]) + int(fields[12])) / tick
+        return totals
+
     def stop(self) -> None:
         for _name, proc, _log in reversed(self.procs):
             if proc.poll() is None:
@@ -331,12 +346,14 @@ def run_load(
         if stop.wait(cfg.warmup):
             raise errors[0] if errors else BenchError(f"{name}: stopped during warm-up")
         units0, req0 = sum(units), sum(c.requests for c in clients)
+        cpu0, own0 = servers.cpu_seconds(), _own_cpu()
         measuring.set()
         t0 = time.perf_counter()
         stop.wait(cfg.duration)
         elapsed = time.perf_counter() - t0
         measuring.clear()
         units1, req1 = sum(units), sum(c.requests for c in clients)
+        cpu1, own1 = servers.cpu_seconds(), _own_cpu()
     finally:
         stop.set()
         for t in threads:
@@ -346,7 +363,18 @@ def run_load(
     if errors:
         raise errors[0]
     servers.check_alive()
-    return LoadResult(name, len(clients), elapsed, units1 - units0, req1 - req0, dict(op_times))
+    result = LoadResult(name, len(clients), elapsed, units1 - units0, req1 - req0, dict(op_times))
+    requests_done = max(1, result.requests)
+    result.extra["daphne CPU per request (ms)"] = (cpu1["daphne"] - cpu0["daphne"]) / requests_done * 1000
+    result.extra["daphne CPU use (cores)"] = (cpu1["daphne"] - cpu0["daphne"]) / elapsed
+    result.extra["qcluster CPU use (cores)"] = (cpu1["qcluster"] - cpu0["qcluster"]) / elapsed
+    result.extra["client CPU use (cores)"] = (own1 - own0) / elapsed
+    return result
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 # --------------------------------------------------------------------------------------------------
@@ -646,10 +674,17 @@ def summary(cfg: Config, baselines: list[LoadResult], life: LoadResult, lat: lis
     base_rps = statistics.mean(b.requests_per_s for b in baselines)
     rows: list[tuple[str, str]] = []
     for b in baselines:
-        rows.append((f"{b.name} (signed POST, {b.threads} threads)", f"{b.requests_per_s:,.1f} rows/s"))
+        rows.append(
+            (f"{b.name} (signed POST, {b.threads} threads)",
+             f"{b.requests_per_s:,.1f} rows/s  (daphne CPU {b.extra['daphne CPU per request (ms)']:.1f} ms/request)")
+        )
     rows.append(("baseline used for ratios (mean)", f"{base_rps:,.1f} req/s"))
     rows.append((f"full lifecycles ({life.threads} threads)", f"{life.units_per_s:,.1f} lifecycles/s"))
-    rows.append(("  lifecycle API requests", f"{life.requests_per_s:,.1f} req/s"))
+    rows.append(
+        ("  lifecycle API requests",
+         f"{life.requests_per_s:,.1f} req/s  (daphne CPU {life.extra['daphne CPU per request (ms)']:.1f} ms/request,"
+         f" {life.extra['daphne CPU per request (ms)'] * life.requests / max(1, life.units):.1f} ms/lifecycle)")
+    )
     rows.append(("  ratio lifecycles/s : baseline req/s", f"{life.units_per_s / base_rps:.3f}"))
     rows.append(("  ratio requests/s : baseline req/s", f"{life.requests_per_s / base_rps:.3f}"))
     for r in lat:

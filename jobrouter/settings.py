@@ -93,6 +93,13 @@ JOBROUTER_MAX_CLOCK_SKEW_SECONDS = env_float("JOBROUTER_MAX_CLOCK_SKEW_SECONDS",
 # processes are seen quickly (the loop re-reads the earliest due time each wake-up).
 JOBROUTER_TIMER_POLL_SECONDS = env_float("JOBROUTER_TIMER_POLL_SECONDS", 0.2)
 
+# Timeout of one function / webhook rule call (classification, scoring), in seconds.
+JOBROUTER_RULE_TIMEOUT_SECONDS = env_float("JOBROUTER_RULE_TIMEOUT_SECONDS", 5)
+# requests-oauthlib refuses token endpoints over plain http unless told otherwise; allow it for
+# local webhook endpoints (tests, development) only when asked.
+if env_bool("JOBROUTER_ALLOW_HTTP_WEBHOOKS", False):
+    os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

@@ -185,6 +185,12 @@ class Job(RouterResource):
     unassignment_count = models.IntegerField(default=0)
     # True while an active selector has expedite: true; such jobs go first in their queue.
     expedite = models.BooleanField(default=False)
+    # Why the last classification failed (ACS RouterJobClassificationFailed errors).
+    classification_error = models.TextField(null=True, blank=True)
+    # Counts the job's visits to a queue; exception rules fire at most once per visit.
+    queue_visit = models.IntegerField(default=0)
+    # [{"ruleId", "exceptionPolicyId", "queueId", "visit", "firedAt"}]: exception rules that fired.
+    exception_triggers = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [
@@ -276,6 +282,9 @@ class TimerKind(models.TextChoices):
     OFFER_EXPIRY = "offerExpiry"
     ASSIGNMENT_CLOSE = "assignmentClose"
     DECLINE_RETRY = "declineRetry"
+    JOB_SCHEDULE = "jobSchedule"
+    EXCEPTION_WAIT_TIME = "exceptionWaitTime"
+    SELECTOR_EXPIRY = "selectorExpiry"
 
 
 class RouterTimer(models.Model):

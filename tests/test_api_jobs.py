@@ -533,3 +533,138 @@ def test_suspended_job_is_requeued_by_patching_queue_and_match(admin_client, cli
     client.upsert_job("job-act", matching_mode=QueueAndMatchMode())
     wait_status(client, "job-act", RouterJobStatus.QUEUED, timeout=3)
     wait_offer(client, "w-1", "job-act")
+
+
+# --- re-routing, expedite and expiring selectors ---------------------------------------------------
+
+
+def test_changing_selectors_of_a_queued_job_moves_its_offer(admin_client, client):
+    setup_queue(admin_client)
+    add_worker(client, "w-en", labels={"lang": "en"})
+    add_worker(client, "w-fr", labels={"lang": "fr"})
+    client.upsert_job("job-r", RouterJob(channel_id="voice", queue_id="q-1", requested_worker_selectors=[
+        RouterWorkerSelector(key="lang", label_operator=LabelOperator.EQUAL, value="en")]))
+    wait_offer(client, "w-en", "job-r")
+    client.upsert_job("job-r", requested_worker_selectors=[
+        RouterWorkerSelector(key="lang", label_operator=LabelOperator.EQUAL, value="fr")])
+    wait_offer(client, "w-fr", "job-r")
+    assert offers_for(client, "w-en", "job-r") == []
+
+
+def test_moving_a_queued_job_to_another_queue_offers_it_there(admin_client, client):
+    setup_queue(admin_client, "q-1")
+    setup_queue(admin_client, "q-2", policy_id="dp-2")
+    add_worker(client, "w-2", queues=["q-2"])
+    client.upsert_job("job-mv", RouterJob(channel_id="voice", queue_id="q-1"))
+    wait_status(client, "job-mv", RouterJobStatus.QUEUED)
+    assert offers_for(client, "w-2", "job-mv") == []
+    client.upsert_job("job-mv", queue_id="q-2")
+    wait_offer(client, "w-2", "job-mv")
+    assert client.get_queue_statistics("q-1").length == 0
+
+
+def test_expedited_job_goes_to_the_front_of_the_queue(admin_client, client):
+    setup_queue(admin_client)
+    client.upsert_job("job-plain", RouterJob(channel_id="voice", queue_id="q-1", priority=100))
+    wait_status(client, "job-plain", RouterJobStatus.QUEUED)
+    client.upsert_job("job-fast", RouterJob(channel_id="voice", queue_id="q-1", priority=1, requested_worker_selectors=[
+        RouterWorkerSelector(key="lang", label_operator=LabelOperator.EQUAL, value="en", expedite=True)]))
+    wait_status(client, "job-fast", RouterJobStatus.QUEUED)
+    assert client.get_queue_position("job-fast").position == 1
+    assert client.get_queue_position("job-plain").position == 2
+
+
+@pytest.mark.xfail(
+    reason="BUG: a requested selector's expiresAfterSeconds never releases the job: nothing re-matches "
+    "it when the selector expires (no selector-expiry timer in routing/services/timers.py / jobs.py)",
+    strict=True,
+)
+def test_expired_preferred_worker_selector_lets_any_worker_take_the_job(admin_client, client):
+    """§4.6: a preferred-worker selector that nobody satisfies within expiresAfterSeconds stops
+    applying, so the job reaches any worker."""
+    setup_queue(admin_client)
+    add_worker(client, "w-any")
+    client.upsert_job("job-pref", RouterJob(channel_id="voice", queue_id="q-1", requested_worker_selectors=[
+        RouterWorkerSelector(key="Id", label_operator=LabelOperator.EQUAL, value="w-absent", expires_after_seconds=1)]))
+    assert offers_for(client, "w-any", "job-pref") == []
+    eventually(lambda: offers_for(client, "w-any", "job-pref"), timeout=3)  # ~1 s later, no other event
+    assert client.get_job("job-pref").requested_worker_selectors[0].status == "expired"
+
+
+# --- classification, scheduling and exception policies ----------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason="BUG: classification is not implemented: a job with classificationPolicyId answers 'created' "
+    "and is queued without a queue or priority from the policy (routing/services/jobs.py job_upsert/job_enqueue)",
+    strict=True,
+)
+def test_job_with_a_classification_policy_is_queued_where_the_policy_says(admin_client, client):
+    """§4.1/§5: pendingClassification in the response, then queued in the queue chosen by the
+    static selector Id == <queue>, with priority 10 from StaticRouterRule(10)."""
+    from azure.communication.jobrouter.models import (
+        RouterQueueSelector,
+        StaticQueueSelectorAttachment,
+        StaticRouterRule,
+    )
+
+    setup_queue(admin_client, "q-target")
+    admin_client.upsert_classification_policy("cp-1", ClassificationPolicy(
+        queue_selector_attachments=[StaticQueueSelectorAttachment(
+            queue_selector=RouterQueueSelector(key="Id", label_operator=LabelOperator.EQUAL, value="q-target"))],
+        prioritization_rule=StaticRouterRule(value=10),
+    ))
+    job = client.upsert_job("job-cp", RouterJob(channel_id="voice", classification_policy_id="cp-1"))
+    assert job.status == RouterJobStatus.PENDING_CLASSIFICATION
+    job = wait_status(client, "job-cp", RouterJobStatus.QUEUED, timeout=3)
+    assert (job.queue_id, job.priority) == ("q-target", 10)
+
+
+@pytest.mark.xfail(
+    reason="BUG: scheduleAndSuspend is ignored: the job answers 'created' and is queued at once, never "
+    "pendingSchedule/scheduled, scheduledAt unset (routing/services/jobs.py job_upsert/job_enqueue)",
+    strict=True,
+)
+def test_scheduled_job_waits_for_its_time_then_for_activation(admin_client, client):
+    """§4.9: pendingSchedule, then scheduled (listable by scheduledBefore), then
+    waitingForActivation at scheduleAt; never offered meanwhile."""
+    from azure.communication.jobrouter.models import ScheduleAndSuspendMode
+
+    setup_queue(admin_client)
+    add_worker(client, "w-1")
+    schedule_at = datetime.now(timezone.utc) + timedelta(seconds=2)
+    job = client.upsert_job("job-sch", RouterJob(channel_id="voice", queue_id="q-1",
+                                                 matching_mode=ScheduleAndSuspendMode(schedule_at=schedule_at)))
+    assert job.status == RouterJobStatus.PENDING_SCHEDULE
+    wait_status(client, "job-sch", RouterJobStatus.SCHEDULED, timeout=3)
+    assert {j.id for j in client.list_jobs(status="scheduled", scheduled_before=schedule_at)} == {"job-sch"}
+    assert offers_for(client, "w-1", "job-sch") == []
+    wait_status(client, "job-sch", RouterJobStatus.WAITING_FOR_ACTIVATION, timeout=5)
+    assert offers_for(client, "w-1", "job-sch") == []
+
+
+@pytest.mark.xfail(
+    reason="BUG: exception policies are stored but never run: a queueLength trigger with a cancel action "
+    "does not cancel the job (no exception handling in routing/services)",
+    strict=True,
+)
+def test_queue_length_exception_cancels_the_job_over_the_threshold(admin_client, client):
+    """§4.5: queueLength{threshold} fires when a job joins a queue whose length exceeds it."""
+    from azure.communication.jobrouter.models import (
+        CancelExceptionAction,
+        ExceptionPolicy,
+        ExceptionRule,
+        QueueLengthExceptionTrigger,
+    )
+
+    admin_client.upsert_distribution_policy("dp-1", DistributionPolicy(offer_expires_after_seconds=60, mode=LongestIdleMode()))
+    admin_client.upsert_exception_policy("ep-1", ExceptionPolicy(exception_rules=[ExceptionRule(
+        id="overflow", trigger=QueueLengthExceptionTrigger(threshold=1),
+        actions=[CancelExceptionAction(disposition_code="Overflow")])]))
+    admin_client.upsert_queue("q-1", RouterQueue(distribution_policy_id="dp-1", exception_policy_id="ep-1"))
+    client.upsert_job("job-1", RouterJob(channel_id="voice", queue_id="q-1"))
+    wait_status(client, "job-1", RouterJobStatus.QUEUED)
+    client.upsert_job("job-2", RouterJob(channel_id="voice", queue_id="q-1"))
+    job = wait_status(client, "job-2", RouterJobStatus.CANCELLED, timeout=3)
+    assert job.disposition_code == "Overflow"
+    assert client.get_job("job-1").status == RouterJobStatus.QUEUED

@@ -115,6 +115,9 @@ def job(j: Job, now: datetime) -> dict[str, Any]:
             "notes": j.notes or [],
             "scheduledAt": _dt(j.scheduled_at),
             "matchingMode": j.matching_mode or {"kind": "queueAndMatch"},
+            # Extensions: why classification failed, and which exception rules fired.
+            "classificationError": j.classification_error,
+            "exceptionTriggers": j.exception_triggers or None,
         }
     )
 

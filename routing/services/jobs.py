@@ -69,6 +69,21 @@ def refresh_expedite(job: Job, now: datetime) -> None:
     )
 
 
+def _arm_selector_expiry(job: Job, selectors: list[dict]) -> None:
+    """A stored timer per distinct expiresAt, so the pool widens on time (ACS §4.6)."""
+    due_times = {s["expiresAt"] for s in selectors if s.get("expiresAt")}
+    for due in due_times:
+        RouterTimer.objects.create(kind=TimerKind.SELECTOR_EXPIRY, target_id=job.pk, due_at=v.optional_datetime(due, "expiresAt"))
+
+
+# Statuses from which a change of labels or policy sends a job back through classification.
+RECLASSIFIABLE_STATUSES = frozenset(
+    {JobStatus.CREATED, JobStatus.QUEUED, JobStatus.PENDING_CLASSIFICATION, JobStatus.CLASSIFICATION_FAILED}
+)
+# Statuses a PATCH to matchingMode queueAndMatch activates.
+ACTIVATABLE_STATUSES = frozenset({JobStatus.WAITING_FOR_ACTIVATION, JobStatus.SCHEDULED, JobStatus.PENDING_SCHEDULE})
+
+
 def job_upsert(
     *, job_id: str, patch: dict[str, Any], precondition: Precondition | None = None, now: datetime | None = None
 ) -> tuple[Job, bool]:
@@ -77,14 +92,23 @@ def job_upsert(
     `patch` is the 2023-11-01 wire shape: channelReference, channelId, queueId,
     classificationPolicyId, priority (int), requestedWorkerSelectors (replaces), labels and tags
     (merged per key), notes (replaces), matchingMode, dispositionCode. A new job needs channelId
-    and a queueId or classificationPolicyId. The new job answers `created` and is queued and
-    matched right after commit. Changing queue, channel or selectors of a waiting job revokes its
-    open offers and matches it again. Raises InvalidRequest (400), PreconditionFailed (412).
+    and a queueId or classificationPolicyId, and answers (ACS §4.1):
+    `created` (queued right after commit), `pendingClassification` (classified after commit),
+    `pendingSchedule` (scheduleAndSuspend) or `waitingForActivation` (suspend).
+    On an existing job: new labels or policy send a classified job back to classification;
+    matchingMode queueAndMatch activates a waiting or scheduled job, suspend stops matching;
+    a new queue, channel or selectors revoke open offers and match again.
+    Raises InvalidRequest (400), PreconditionFailed (412).
     """
+    from routing.services.classification import request_classification
+
     now = clock(now)
 
     def apply(job: Job, created: bool) -> None:
         reroute = False
+        reclassify = False
+        old_queue = job.queue_id
+        old_mode = (job.matching_mode or {}).get("kind")
         if "channelReference" in patch:
             job.channel_reference = v.optional_string(patch["channelReference"], "channelReference")
         if "channelId" in patch:
@@ -104,16 +128,21 @@ def job_upsert(
                     f"classificationPolicyId: classification policy {policy_id!r} does not exist.",
                     target="classificationPolicyId",
                 )
+            reclassify |= policy_id != job.classification_policy_id
             job.classification_policy_id = policy_id
         if "priority" in patch and patch["priority"] is not None:
             job.priority = v.optional_int(patch["priority"], "priority")
+        new_selectors: list[dict] = []
         if "requestedWorkerSelectors" in patch:
-            job.requested_worker_selectors = stamp_selectors(
+            new_selectors = stamp_selectors(
                 v.worker_selectors(patch["requestedWorkerSelectors"] or [], "requestedWorkerSelectors"), now
             )
+            job.requested_worker_selectors = new_selectors
             reroute = True
         if "labels" in patch and patch["labels"] is not None:
-            job.labels = v.merge_label_map(job.labels or {}, patch["labels"], "labels")
+            labels = v.merge_label_map(job.labels or {}, patch["labels"], "labels")
+            reclassify |= labels != job.labels
+            job.labels = labels
         if "tags" in patch and patch["tags"] is not None:
             job.tags = v.merge_label_map(job.tags or {}, patch["tags"], "tags")
         if "notes" in patch:
@@ -124,22 +153,90 @@ def job_upsert(
             job.matching_mode = v.matching_mode(v.merge_polymorphic(job.matching_mode, patch["matchingMode"]))
         if not job.matching_mode:
             job.matching_mode = {"kind": "queueAndMatch"}
+        mode = job.matching_mode["kind"]
         refresh_expedite(job, now)
+
+        def after_save() -> None:
+            if new_selectors:
+                _arm_selector_expiry(job, new_selectors)
+
         if created:
             if not job.channel_id:
                 raise InvalidRequest("channelId is required.", target="channelId")
             if not job.queue_id and not job.classification_policy_id:
                 raise InvalidRequest("A job needs a queueId or a classificationPolicyId.", target="queueId")
-            job.status = JobStatus.CREATED
-            after_commit(job_enqueue, job_id=job.id)
-        elif reroute and job.status == JobStatus.QUEUED:
-            for _offer, _job in revoke_offers(Q(job_id=job.pk), now):
-                pass
+            if mode == "scheduleAndSuspend":
+                job.status = JobStatus.PENDING_SCHEDULE
+                after_commit(job_schedule, job_id=job.id)
+            elif mode == "suspend":
+                job.status = JobStatus.WAITING_FOR_ACTIVATION
+            elif job.classification_policy_id:
+                request_classification(job, now)
+            else:
+                job.status = JobStatus.CREATED
+                after_commit(job_enqueue, job_id=job.id)
+            return after_save
+
+        if "matchingMode" in patch and (mode != old_mode or job.status in ACTIVATABLE_STATUSES):
+            if mode == "queueAndMatch" and job.status in ACTIVATABLE_STATUSES:
+                _activate(job, now, request_classification)
+                return after_save
+            if mode == "suspend" and job.status in WAITING_STATUSES:
+                revoke_offers(Q(job_id=job.pk), now)
+                job.status = JobStatus.WAITING_FOR_ACTIVATION
+                return after_save
+            if mode == "scheduleAndSuspend" and job.status in (*WAITING_STATUSES, JobStatus.WAITING_FOR_ACTIVATION, JobStatus.SCHEDULED):
+                revoke_offers(Q(job_id=job.pk), now)
+                job.status = JobStatus.PENDING_SCHEDULE
+                after_commit(job_schedule, job_id=job.id)
+                return after_save
+        if reclassify and job.classification_policy_id and job.status in RECLASSIFIABLE_STATUSES:
+            request_classification(job, now)
+        elif job.status == JobStatus.QUEUED and reroute:
+            revoke_offers(Q(job_id=job.pk), now)
+            if job.queue_id != old_queue:
+                after_commit(_new_queue_visit, job_id=job.id)
             after_commit(match_job, job_id=job.id)
         elif job.status == JobStatus.QUEUED and "priority" in patch:
             after_commit(match_job, job_id=job.id)
+        return after_save
 
     return upsert(Job, pk=job_id, now=now, precondition=precondition, apply=apply)
+
+
+def _activate(job: Job, now: datetime, request_classification) -> None:
+    """A waiting or scheduled job is released for matching (PATCH matchingMode queueAndMatch)."""
+    if job.classification_policy_id:
+        request_classification(job, now)
+    else:
+        job.status = JobStatus.CREATED
+        after_commit(job_enqueue, job_id=job.pk)
+
+
+def enter_queue(job: Job, now: datetime, *, keep_enqueued_at: bool = False) -> None:
+    """Put a locked job in its queue: status queued, a new queue visit, exception rules armed
+    (queueLength checked after commit, waitTime as stored timers), matching after commit.
+    The caller saves the job."""
+    from routing.services.exceptions import arm_exception_rules
+
+    job.status = JobStatus.QUEUED
+    if not (keep_enqueued_at and job.enqueued_at):
+        job.enqueued_at = now
+    job.queue_visit += 1
+    arm_exception_rules(job, now)
+    after_commit(match_job, job_id=job.pk)
+
+
+def _new_queue_visit(*, job_id: str, now: datetime | None = None) -> None:
+    """A queued job moved to another queue by PATCH: start a visit there."""
+    now = clock(now)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.QUEUED).first()
+        if job is None:
+            return
+        enter_queue(job, now)
+        job.touch(now)
+        job.save()
 
 
 def job_enqueue(*, job_id: str, now: datetime | None = None) -> bool:
@@ -150,11 +247,69 @@ def job_enqueue(*, job_id: str, now: datetime | None = None) -> bool:
         job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.CREATED).first()
         if job is None:
             return False
-        job.status = JobStatus.QUEUED
-        job.enqueued_at = now
+        enter_queue(job, now)
         job.touch(now)
-        job.save(update_fields=["status", "enqueued_at", "etag", "updated_at"])
-        after_commit(match_job, job_id=job_id)
+        job.save()
+    return True
+
+
+def job_schedule(*, job_id: str, now: datetime | None = None) -> bool:
+    """pendingSchedule → scheduled: store `scheduledAt` and a timer for it (ACS §4.9)."""
+    now = clock(now)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.PENDING_SCHEDULE).first()
+        if job is None:
+            return False
+        schedule_at = v.optional_datetime((job.matching_mode or {}).get("scheduleAt"), "matchingMode.scheduleAt")
+        job.status = JobStatus.SCHEDULED
+        job.scheduled_at = schedule_at
+        job.touch(now)
+        job.save()
+        RouterTimer.objects.create(kind=TimerKind.JOB_SCHEDULE, target_id=job.pk, due_at=schedule_at)
+    return True
+
+
+def job_schedule_due(*, job_id: str, now: datetime | None = None) -> bool:
+    """Timer: a scheduled job reached scheduleAt and now waits for activation (ACS §4.9)."""
+    now = clock(now)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.SCHEDULED).first()
+        if job is None or (job.scheduled_at and job.scheduled_at > now):
+            return False
+        job.status = JobStatus.WAITING_FOR_ACTIVATION
+        job.touch(now)
+        job.save()
+    return True
+
+
+def job_selectors_expire(*, job_id: str, now: datetime | None = None) -> bool:
+    """Timer: worker selectors reached expiresAt. They are marked expired, stop constraining
+    matching and expediting, and the job is matched again against the wider pool (ACS §4.6)."""
+    now = clock(now)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            return False
+
+        def expire(selectors: list[dict]) -> tuple[list[dict], bool]:
+            changed = False
+            out = []
+            for s in selectors:
+                if s.get("status", "active") == "active" and not selector_is_active(s, now):
+                    s = {**s, "status": "expired"}
+                    changed = True
+                out.append(s)
+            return out, changed
+
+        job.requested_worker_selectors, changed_requested = expire(job.requested_worker_selectors)
+        job.attached_worker_selectors, changed_attached = expire(job.attached_worker_selectors)
+        if not (changed_requested or changed_attached):
+            return False
+        refresh_expedite(job, now)
+        job.touch(now)
+        job.save()
+        if job.status == JobStatus.QUEUED:
+            after_commit(match_job, job_id=job.pk)
     return True
 
 
@@ -174,13 +329,18 @@ def job_cancel(
         job = locked_get(Job, job_id, what="Job")
         if job.status not in CANCELLABLE_STATUSES:
             raise Conflict(f"Job {job_id!r} cannot be cancelled in status {job.status}.")
-        revoke_offers(Q(job_id=job.pk), now)
-        job.status = JobStatus.CANCELLED
-        job.disposition_code = disposition_code or "Cancelled"
-        _append_note(job, note, now)
-        job.touch(now)
-        job.save()
+        cancel_locked(job, note=note, disposition_code=disposition_code, now=now)
     return job
+
+
+def cancel_locked(job: Job, *, note: str | None, disposition_code: str | None, now: datetime) -> None:
+    """Cancel a job whose row the caller holds locked (also the exception `cancel` action)."""
+    revoke_offers(Q(job_id=job.pk), now)
+    job.status = JobStatus.CANCELLED
+    job.disposition_code = disposition_code or "Cancelled"
+    _append_note(job, note, now)
+    job.touch(now)
+    job.save()
 
 
 def _assignment_for(job: Job, assignment_id: str) -> Assignment:
@@ -335,13 +495,16 @@ def job_delete(*, job_id: str) -> None:
 
 
 def job_reclassify(*, job_id: str, now: datetime | None = None) -> Job:
-    """Re-run classification of a job with its current labels (ACS `:reclassify`). A job with
-    no classification policy keeps its queue. NotFound (404)."""
+    """Classify a job again with its current labels and policy (ACS `:reclassify`): status
+    pendingClassification, then queued or classificationFailed. A job without a classification
+    policy, or past the waiting stage, is left as it is. NotFound (404)."""
+    from routing.services.classification import request_classification
+
     now = clock(now)
     with transaction.atomic():
         job = locked_get(Job, job_id, what="Job")
-        job.touch(now)
-        job.save(update_fields=["etag", "updated_at"])
-        if job.status == JobStatus.QUEUED:
-            after_commit(match_job, job_id=job.pk)
+        if job.classification_policy_id and job.status in RECLASSIFIABLE_STATUSES:
+            request_classification(job, now)
+            job.touch(now)
+            job.save()
     return job

@@ -11,10 +11,11 @@ Cost per decision is bounded by indexes: candidate workers come from (queue_id, 
 (channel_id, worker) memberships and only their open offers and assignments are summed; queued
 jobs come from the (queue, status, expedite, priority, enqueued_at) index.
 
-Locking: `match_job` locks the job row first and each chosen worker row second (the same order as
-`offer_accept`), and re-checks the worker's availability and capacity under that lock, so an
-offer is never issued to a worker that deregistered or filled up in the meantime, and two
-processes matching the same job never exceed maxConcurrentOffers.
+Locking: `match_job` ranks candidates with no transaction open (scoring rules may call out over
+HTTP), then locks the job row and each chosen worker row in turn (the same order as
+`offer_accept`) and re-checks the job's status and open offers and the worker's availability
+and capacity under those locks, so an offer is never issued to a worker that deregistered or
+filled up in the meantime, and two processes matching one job never exceed maxConcurrentOffers.
 """
 
 from __future__ import annotations
@@ -178,6 +179,9 @@ def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candi
 
 
 def _scorer(job: Job, mode: dict, now: datetime):
+    from routing.engine.rules import RuleError, batch_scores
+    from routing.services.remote_rules import call_remote_rule
+
     rule = mode.get("scoringRule")
     if rule and rule.get("kind") == "expression":
         return expression_scorer_for(rule["expression"], job.labels)
@@ -185,59 +189,81 @@ def _scorer(job: Job, mode: dict, now: datetime):
         value = rule.get("value")
         score = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
         return lambda band: [score] * len(band)
+    if rule and rule.get("kind") in ("function", "webhook"):
+        def remote_scores(band):
+            try:
+                return batch_scores(
+                    rule, job_labels=job.labels, selectors=job_selectors(job, now),
+                    workers=[{**c.labels, "Id": c.worker_id} for c in band],
+                    options=mode.get("scoringRuleOptions") or {}, remote=call_remote_rule,
+                )
+            except RuleError:
+                logger.warning("scoring rule failed for job %s; falling back to default scores", job.pk, exc_info=True)
+                return default_scorer_for(job.labels, job_selectors(job, now))(band)
+
+        return remote_scores
     return default_scorer_for(job.labels, job_selectors(job, now))
 
 
 def match_job(*, job_id: str, now: datetime | None = None) -> list[str]:
     """Offer a queued job to the best eligible workers; returns the ids of workers offered.
 
-    No-op unless the job is `queued` and its queue has a distribution policy. Issues offers until
-    the job holds maxConcurrentOffers open offers or candidates run out. Each offer expires
+    No-op unless the job is `queued` and its queue has a distribution policy. Candidates are
+    found and ranked without a transaction (a scoring rule may call out over HTTP); offers are
+    then issued under the job's row lock, re-checking each worker under its own lock, until the
+    job holds maxConcurrentOffers open offers or candidates run out. Each offer expires
     `offerExpiresAfterSeconds` after it is issued (a stored timer marks it expired).
     """
     from routing.services.notify import notify_offer_issued
 
     now = clock(now)
     offered: list[str] = []
+    job = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).first()
+    if job is None or job.queue_id is None or job.channel_id is None:
+        return offered
+    queue = Queue.objects.select_related("distribution_policy").filter(pk=job.queue_id).first()
+    if queue is None or queue.distribution_policy is None:
+        return offered
+    policy = queue.distribution_policy
+    mode = policy.mode or {"kind": "longestIdle"}
+    max_offers = int(mode.get("maxConcurrentOffers", 1))
+    if Offer.objects.filter(open_offer_q(now), job_id=job.pk).count() >= max_offers:
+        return offered
+    candidates, costs = eligible_candidates(job, mode, now)
+    if not candidates:
+        return offered
+    ordered = order_candidates(
+        candidates,
+        mode=mode,
+        last_offered_worker_id=queue.last_offered_worker_id,
+        scorer=_scorer(job, mode, now) if mode.get("kind") == "bestWorker" else None,
+    )
+    expires_at = (
+        now + timedelta(seconds=policy.offer_expires_after_seconds) if policy.offer_expires_after_seconds else None
+    )
     with transaction.atomic():
-        # The job lock serialises all offer decisions for this job across processes.
-        job = Job.objects.select_for_update().filter(pk=job_id, status=JobStatus.QUEUED).first()
-        if job is None or job.queue_id is None or job.channel_id is None:
+        # The job lock serialises all offer decisions for this job across processes; what was
+        # read above is re-checked here.
+        locked = Job.objects.select_for_update().filter(
+            pk=job_id, status=JobStatus.QUEUED, queue_id=job.queue_id, channel_id=job.channel_id
+        ).first()
+        if locked is None:
             return offered
-        queue = Queue.objects.select_related("distribution_policy").filter(pk=job.queue_id).first()
-        if queue is None or queue.distribution_policy is None:
-            return offered
-        policy = queue.distribution_policy
-        mode = policy.mode or {"kind": "longestIdle"}
-        slots = int(mode.get("maxConcurrentOffers", 1)) - Offer.objects.filter(
-            open_offer_q(now), job_id=job.pk
-        ).count()
-        if slots <= 0:
-            return offered
-        candidates, costs = eligible_candidates(job, mode, now)
-        if not candidates:
-            return offered
-        ordered = order_candidates(
-            candidates,
-            mode=mode,
-            last_offered_worker_id=queue.last_offered_worker_id,
-            scorer=_scorer(job, mode, now) if mode.get("kind") == "bestWorker" else None,
-        )
-        expires_at = (
-            now + timedelta(seconds=policy.offer_expires_after_seconds)
-            if policy.offer_expires_after_seconds
-            else None
-        )
+        holding = set(Offer.objects.filter(open_offer_q(now), job_id=job_id).values_list("worker_id", flat=True))
+        slots = max_offers - len(holding)
+        declined = _declined_worker_ids(job_id, now)
         for candidate in ordered:
             if len(offered) >= slots:
                 break
+            if candidate.worker_id in holding or candidate.worker_id in declined:
+                continue
             cost, max_jobs = costs[candidate.worker_id]
-            offer = _issue_offer(job, candidate.worker_id, cost, max_jobs, expires_at, now)
+            offer = _issue_offer(locked, candidate.worker_id, cost, max_jobs, expires_at, now)
             if offer is not None:
                 offered.append(candidate.worker_id)
                 after_commit(notify_offer_issued, offer_id=offer.pk)
         if offered:
-            Job.objects.filter(pk=job.pk).update(etag=new_etag())
+            Job.objects.filter(pk=job_id).update(etag=new_etag())
             if mode.get("kind") == "roundRobin":
                 Queue.objects.filter(pk=queue.pk).update(last_offered_worker_id=offered[-1])
     return offered

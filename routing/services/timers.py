@@ -27,13 +27,17 @@ logger = logging.getLogger("routing.timers")
 
 
 def _handlers() -> dict[str, Callable[..., object]]:
-    from routing.services.jobs import assignment_close_due
+    from routing.services.exceptions import exception_wait_time_due
+    from routing.services.jobs import assignment_close_due, job_schedule_due, job_selectors_expire
     from routing.services.offers import decline_retry_due, offer_expire
 
     return {
         TimerKind.OFFER_EXPIRY: lambda target, now: offer_expire(offer_id=target, now=now),
         TimerKind.ASSIGNMENT_CLOSE: lambda target, now: assignment_close_due(assignment_id=target, now=now),
         TimerKind.DECLINE_RETRY: lambda target, now: decline_retry_due(job_id=target, now=now),
+        TimerKind.JOB_SCHEDULE: lambda target, now: job_schedule_due(job_id=target, now=now),
+        TimerKind.EXCEPTION_WAIT_TIME: lambda target, now: exception_wait_time_due(target=target, now=now),
+        TimerKind.SELECTOR_EXPIRY: lambda target, now: job_selectors_expire(job_id=target, now=now),
     }
 
 
