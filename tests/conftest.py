@@ -119,6 +119,9 @@ def server_env() -> dict[str, str]:
     env["DATABASE_URL"] = _database_url(connection.settings_dict)
     env["JOBROUTER_ACCESS_KEY"] = settings.JOBROUTER_ACCESS_KEY
     env["JOBROUTER_TIMER_POLL_SECONDS"] = "0.05"
+    # Function and webhook rules in tests talk to plain-http servers on loopback.
+    env["JOBROUTER_ALLOW_HTTP_WEBHOOKS"] = "1"
+    env["JOBROUTER_RULE_TIMEOUT_SECONDS"] = "2"
     env.setdefault("DJANGO_ALLOWED_HOSTS", "*")
     return env
 

@@ -105,7 +105,9 @@ def test_missing_signature_is_401_with_error_body(raw):
 def test_wrong_signature_is_401(raw):
     path = f"/routing/jobs?{API}"
     headers = raw.signed_headers("GET", path, b"")
-    headers["Authorization"] = headers["Authorization"].rsplit("=", 2)[0] + "=" + "A" * 43 + "="
+    headers["Authorization"] = (
+        "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=" + "A" * 43 + "="
+    )
     assert_error_body(raw.send("GET", path, headers=headers), 401)
 
 
@@ -143,6 +145,21 @@ def test_body_hash_mismatch_is_401(raw):
     assert_error_body(raw.send("PATCH", path, sent_body, headers), 401)
     # Nothing was written.
     assert raw("GET", path).status_code == 404
+
+
+@pytest.mark.parametrize("drop", ["x-ms-date", "x-ms-content-sha256"])
+def test_missing_signed_header_is_401(raw, drop):
+    path = f"/routing/jobs?{API}"
+    headers = raw.signed_headers("GET", path, b"")
+    del headers[drop]
+    assert_error_body(raw.send("GET", path, headers=headers), 401)
+
+
+def test_malformed_authorization_header_is_401(raw):
+    path = f"/routing/jobs?{API}"
+    headers = raw.signed_headers("GET", path, b"")
+    headers["Authorization"] = "Bearer abc"
+    assert_error_body(raw.send("GET", path, headers=headers), 401)
 
 
 def test_unsigned_non_api_path_is_not_guarded_by_hmac_but_api_paths_are(raw):
@@ -191,6 +208,10 @@ def test_unknown_colon_verb_is_404(raw):
     assert_error_body(raw("POST", f"/routing/jobs/j-1:explode?{API}", {}), 404)
     assert_error_body(raw("POST", f"/routing/workers/w-1/offers/o-1:snooze?{API}", {}), 404)
     assert raw("GET", f"/routing/jobs/j-1?{API}").json()["status"] != "cancelled"
+
+
+def test_unsupported_method_is_405_with_error_body(raw):
+    assert_error_body(raw("PUT", f"/routing/jobs/j-1?{API}", {"channelId": "voice"}), 405)
 
 
 def test_unknown_path_is_404_error_body(raw):

@@ -454,6 +454,69 @@ def test_changing_worker_labels_makes_a_waiting_job_match(admin_client, client):
     wait_offer(client, "w-1", "j-1")
 
 
+# --- changes that make a waiting job match ---------------------------------------------------------
+
+
+def test_raising_capacity_lets_the_worker_take_a_waiting_job(admin_client, client):
+    setup_queue(admin_client)
+    add_worker(client, "w-1", capacity=1)
+    add_job(client, "j-1")
+    wait_offer(client, "w-1", "j-1")
+    add_job(client, "j-2")
+    assert offers_for(client, "w-1", "j-2") == []
+    client.upsert_worker("w-1", capacity=2)
+    wait_offer(client, "w-1", "j-2")
+
+
+def test_joining_a_queue_lets_the_worker_take_its_waiting_job(admin_client, client):
+    setup_queue(admin_client)
+    setup_queue(admin_client, "q-2", policy_id="dp-2")
+    add_worker(client, "w-1", queues=["q-2"])
+    add_job(client, "j-1")
+    eventually(lambda: client.get_job("j-1").status == RouterJobStatus.QUEUED)
+    assert offers_for(client, "w-1", "j-1") == []
+    client.upsert_worker("w-1", queues=["q-2", "q-1"])
+    wait_offer(client, "w-1", "j-1")
+
+
+def test_accepting_another_workers_offer_is_404(admin_client, client):
+    setup_queue(admin_client)
+    add_worker(client, "w-1")
+    add_worker(client, "w-2", available=False)
+    add_job(client, "j-1")
+    offer = wait_offer(client, "w-1", "j-1")
+    with pytest.raises(ResourceNotFoundError):
+        client.accept_job_offer("w-2", offer.offer_id)
+    assert client.get_job("j-1").status == RouterJobStatus.QUEUED
+
+
+def test_concurrent_accepts_of_one_job_have_exactly_one_winner(admin_client, client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    setup_queue(admin_client, mode=LongestIdleMode(max_concurrent_offers=4))
+    workers = ["w-1", "w-2", "w-3", "w-4"]
+    for wid in workers:
+        add_worker(client, wid)
+    add_job(client, "j-1")
+    eventually(lambda: len(holders(client, "j-1", workers)) == 4)
+    offers = {w: offers_for(client, w, "j-1")[0].offer_id for w in workers}
+
+    def accept(wid):
+        try:
+            return client.accept_job_offer(wid, offers[wid]).worker_id
+        except HttpResponseError as exc:
+            return exc.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(accept, workers))
+    winners = [r for r in results if isinstance(r, str)]
+    assert len(winners) == 1, results
+    assert all(r in (404, 409) for r in results if not isinstance(r, str)), results
+    job = client.get_job("j-1")
+    assert job.status == RouterJobStatus.ASSIGNED
+    assert [a.worker_id for a in job.assignments.values()] == winners
+
+
 # --- capacity and channels -----------------------------------------------------------------------
 
 
@@ -545,6 +608,20 @@ def test_longest_idle_prefers_lowest_load_then_longest_idle(admin_client, client
     add_job(client, "j-3")
     # Both at 0.5: the longest idle one (w-z) again.
     assert wait_holder(client, "j-3", ["w-a", "w-z"]) == "w-z"
+
+
+def test_longest_idle_counts_idle_time_from_the_end_of_the_last_job(admin_client, client):
+    setup_queue(admin_client)
+    add_worker(client, "w-a")  # registered first
+    add_worker(client, "w-b")
+    add_job(client, "j-1")
+    assert wait_holder(client, "j-1", ["w-a", "w-b"]) == "w-a"
+    accepted = client.accept_job_offer("w-a", offers_for(client, "w-a", "j-1")[0].offer_id)
+    client.complete_job("j-1", accepted.assignment_id)
+    client.close_job("j-1", accepted.assignment_id)
+    # w-a has just become idle again; w-b has been idle since it registered.
+    add_job(client, "j-2")
+    assert wait_holder(client, "j-2", ["w-a", "w-b"]) == "w-b"
 
 
 def test_best_worker_with_an_expression_scoring_rule_picks_the_highest_score(admin_client, client):
