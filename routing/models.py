@@ -304,3 +304,22 @@ class RouterTimer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.target_id} @ {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RouterEvent(models.Model):
+    """A change a live listener may care about, written after commit (one row per topic).
+
+    `topic` is `worker:<id>`, `job:<id>`, `queue:<id>` or `supervisor`. Rows are the cross-process
+    path for pushes when there is no Redis: each web process relays rows other processes wrote
+    to its own websocket consumers. Listeners re-read state, so an event carries no payload.
+    """
+
+    topic = models.CharField(max_length=300)
+    origin = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="event_created")]
+
+    def __str__(self) -> str:
+        return self.topic

@@ -475,6 +475,17 @@ def test_deleting_a_distribution_policy_used_by_a_queue_is_409(admin_client):
     assert admin_client.get_distribution_policy("dp-used").id == "dp-used"
 
 
+def test_deleting_a_classification_policy_used_by_an_active_job_is_409(admin_client, client):
+    _dp(admin_client)
+    _queue(admin_client)
+    admin_client.upsert_classification_policy("cp-used", ClassificationPolicy(name="x"))
+    client.upsert_job("job-cp", RouterJob(channel_id="voice", queue_id="q-1", classification_policy_id="cp-used"))
+    with pytest.raises(ResourceExistsError):
+        admin_client.delete_classification_policy("cp-used")
+    client.cancel_job("job-cp")
+    admin_client.delete_classification_policy("cp-used")
+
+
 def test_deleting_an_exception_policy_used_by_a_queue_is_409(admin_client):
     _dp(admin_client)
     admin_client.upsert_exception_policy("ep-used", ExceptionPolicy(exception_rules=[]))
@@ -501,6 +512,18 @@ def test_if_match_with_a_stale_etag_is_412_resource_modified(admin_client):
         "dp-etag", name="ok", etag=second.etag, match_condition=MatchConditions.IfNotModified
     )
     assert third.name == "ok"
+
+
+def test_weak_or_quoted_etags_are_compared_by_value(admin_client):
+    policy = _dp(admin_client, "dp-weak")
+    updated = admin_client.upsert_distribution_policy(
+        "dp-weak", name="w", etag=f'W/"{policy.etag}"', match_condition=MatchConditions.IfNotModified
+    )
+    assert updated.name == "w"
+    updated = admin_client.upsert_distribution_policy(
+        "dp-weak", name="q", etag=f'"{updated.etag}"', match_condition=MatchConditions.IfNotModified
+    )
+    assert updated.name == "q"
 
 
 def test_if_none_match_star_on_an_existing_resource_is_resource_exists(admin_client):

@@ -240,7 +240,8 @@ def test_list_workers_filters_by_state_channel_queue_and_capacity(admin_client, 
     assert list_ids(client.list_workers(channel_id="chat")) == {"w-active-chat", "w-draining"}
     assert list_ids(client.list_workers(queue_id="q-1")) == {"w-active-voice", "w-inactive"}
     assert list_ids(client.list_workers(state="active", queue_id="q-2", channel_id="chat")) == {"w-active-chat"}
-    # w-draining is full (capacity 1, one assignment).
+    # w-draining is full (capacity 1, one assignment). hasCapacity is orthogonal to state (the
+    # state filter answers "who is available"), so the idle, inactive worker counts as having room.
     assert list_ids(client.list_workers(has_capacity=True)) == {"w-active-voice", "w-active-chat", "w-inactive"}
     assert list_ids(client.list_workers(channel_id="chat", has_capacity=True)) == {"w-active-chat"}
 
@@ -374,6 +375,18 @@ def test_expired_offer_disappears_deregisters_the_worker_and_the_job_moves_on(ad
     assert worker.available_for_offers is False and worker.state != RouterWorkerState.ACTIVE
     with pytest.raises(HttpResponseError):
         client.accept_job_offer("w-a", offer.offer_id)
+
+
+def test_worker_reregistering_after_an_expired_offer_is_offered_the_job_again(admin_client, client):
+    setup_queue(admin_client, expires=1)
+    add_worker(client, "w-1")
+    add_job(client, "j-1")
+    first = wait_offer(client, "w-1", "j-1")
+    eventually(lambda: not client.get_worker("w-1").available_for_offers, timeout=5)
+    assert client.get_job("j-1").status == RouterJobStatus.QUEUED
+    client.upsert_worker("w-1", available_for_offers=True)
+    again = wait_offer(client, "w-1", "j-1")
+    assert again.offer_id != first.offer_id
 
 
 def test_deregistering_revokes_open_offers_and_the_job_goes_to_another_worker(admin_client, client):
@@ -699,6 +712,26 @@ def test_max_concurrent_offers_offers_several_workers_and_accepting_revokes_the_
     with pytest.raises(ResourceExistsError) as err:
         client.accept_job_offer(losers[0], losing_offers[losers[0]])
     assert err.value.status_code == 409
+
+
+def test_declined_concurrent_offer_is_replaced_by_an_offer_to_another_worker(admin_client, client):
+    setup_queue(admin_client, mode=LongestIdleMode(max_concurrent_offers=2))
+    workers = ["w-1", "w-2", "w-3"]
+    for wid in workers:
+        add_worker(client, wid)
+    add_job(client, "j-1")
+    eventually(lambda: holders(client, "j-1", workers) == {"w-1", "w-2"})
+    client.decline_job_offer("w-1", offers_for(client, "w-1", "j-1")[0].offer_id)
+    eventually(lambda: holders(client, "j-1", workers) == {"w-2", "w-3"})
+
+
+def test_best_worker_scoring_only_ranks_workers_that_pass_the_selectors(admin_client, client):
+    setup_queue(admin_client, mode=BestWorkerMode(scoring_rule=ExpressionRouterRule(expression="worker.skill")))
+    add_worker(client, "w-top", labels={"skill": 9, "lang": "fr"})
+    add_worker(client, "w-ok", labels={"skill": 4, "lang": "en"})
+    add_worker(client, "w-low", labels={"skill": 1, "lang": "en"})
+    add_job(client, "j-1", selectors=[RouterWorkerSelector(key="lang", label_operator=LabelOperator.EQUAL, value="en")])
+    assert wait_holder(client, "j-1", ["w-top", "w-ok", "w-low"]) == "w-ok"
 
 
 def test_bypass_selectors_offers_to_workers_that_do_not_match(admin_client, client):

@@ -21,6 +21,7 @@ from routing.engine.rules import classify
 from routing.models import ClassificationPolicy, Job, JobStatus, Queue
 from routing.services.common import after_commit, clock
 from routing.services.matching import revoke_offers
+from routing.services.notify import notify_changed
 from routing.services.remote_rules import call_remote_rule, has_remote_rules
 
 logger = logging.getLogger("routing.classification")
@@ -92,6 +93,7 @@ def job_classify(*, job_id: str, now: datetime | None = None) -> str | None:
             outcome_error = f"Queue {outcome.queue_id!r} chosen by classification does not exist."
         if outcome_error is not None or outcome is None:
             job.status = JobStatus.CLASSIFICATION_FAILED
+            notify_changed(jobs=[job.pk])
             job.classification_error = outcome_error
             logger.info("job %s classification failed: %s", job_id, outcome_error)
             job.touch(now)

@@ -29,6 +29,7 @@ from routing.models import (
 )
 from routing.services.common import Precondition, after_commit, clock, locked_get, upsert
 from routing.services.matching import match_job, match_worker, revoke_offers
+from routing.services.notify import notify_changed
 
 MAX_UNASSIGNMENTS = 3
 
@@ -159,6 +160,7 @@ def job_upsert(
         def after_save() -> None:
             if new_selectors:
                 _arm_selector_expiry(job, new_selectors)
+            notify_changed(jobs=[job.pk], queues=[old_queue] if old_queue and old_queue != job.queue_id else [])
 
         if created:
             if not job.channel_id:
@@ -224,6 +226,7 @@ def enter_queue(job: Job, now: datetime, *, keep_enqueued_at: bool = False) -> N
         job.enqueued_at = now
     job.queue_visit += 1
     arm_exception_rules(job, now)
+    notify_changed(jobs=[job.pk])
     after_commit(match_job, job_id=job.pk)
 
 
@@ -262,6 +265,7 @@ def job_schedule(*, job_id: str, now: datetime | None = None) -> bool:
             return False
         schedule_at = v.optional_datetime((job.matching_mode or {}).get("scheduleAt"), "matchingMode.scheduleAt")
         job.status = JobStatus.SCHEDULED
+        notify_changed(jobs=[job.pk])
         job.scheduled_at = schedule_at
         job.touch(now)
         job.save()
@@ -277,6 +281,7 @@ def job_schedule_due(*, job_id: str, now: datetime | None = None) -> bool:
         if job is None or (job.scheduled_at and job.scheduled_at > now):
             return False
         job.status = JobStatus.WAITING_FOR_ACTIVATION
+        notify_changed(jobs=[job.pk])
         job.touch(now)
         job.save()
     return True
@@ -308,6 +313,7 @@ def job_selectors_expire(*, job_id: str, now: datetime | None = None) -> bool:
         refresh_expedite(job, now)
         job.touch(now)
         job.save()
+        notify_changed(jobs=[job.pk])
         if job.status == JobStatus.QUEUED:
             after_commit(match_job, job_id=job.pk)
     return True
@@ -336,6 +342,7 @@ def job_cancel(
 def cancel_locked(job: Job, *, note: str | None, disposition_code: str | None, now: datetime) -> None:
     """Cancel a job whose row the caller holds locked (also the exception `cancel` action)."""
     revoke_offers(Q(job_id=job.pk), now)
+    notify_changed(jobs=[job.pk])
     job.status = JobStatus.CANCELLED
     job.disposition_code = disposition_code or "Cancelled"
     _append_note(job, note, now)
@@ -376,6 +383,7 @@ def job_complete(*, job_id: str, assignment_id: str, note: str | None = None, no
         assignment.completed_at = now
         assignment.save(update_fields=["completed_at"])
         job.status = JobStatus.COMPLETED
+        notify_changed(jobs=[job.pk], workers=[assignment.worker_id])
         _append_note(job, note, now)
         job.touch(now)
         job.save()
@@ -423,6 +431,7 @@ def _close_now(job: Job, assignment: Assignment, now: datetime) -> None:
     job.status = JobStatus.CLOSED
     job.touch(now)
     job.save()
+    notify_changed(jobs=[job.pk], workers=[assignment.worker_id])
     _worker_released(assignment.worker_id, now)
 
 
@@ -473,6 +482,7 @@ def job_unassign(
         assignment.unassigned_at = now
         assignment.save(update_fields=["unassigned_at"])
         job.unassignment_count += 1
+        notify_changed(jobs=[job.pk], workers=[assignment.worker_id])
         job.status = JobStatus.WAITING_FOR_ACTIVATION if suspend_matching else JobStatus.QUEUED
         if suspend_matching:
             job.matching_mode = {"kind": "suspend"}

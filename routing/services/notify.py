@@ -1,58 +1,96 @@
-"""After-commit notifications of router changes to live listeners (agent desks, dashboards).
+"""Live notifications of router changes (agent desks, waiting rooms, the supervisor view).
 
-Each function is registered with `after_commit` by the domain operation that made the change and
-sends one typed message to the Channels group of the worker concerned. Listeners re-read state
-from the database, so a lost message costs freshness, never correctness.
+Domain operations call `notify_changed(...)` inside their transaction; it registers one
+after-commit step that (1) writes a RouterEvent row per topic and (2) sends a `router.event`
+message to the matching Channels group. With Redis as the channel layer (REDIS_URL) the message
+reaches every process directly; with the in-memory layer it reaches this process only, and the
+relay in each web process (`agents.relay`) forwards rows written by other processes. Listeners
+re-read state from the database on every event, so a lost or duplicated message costs a refresh,
+never correctness.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, TypedDict
+import os
+import socket
+from typing import Iterable, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
 
-from routing.models import Offer
+from routing.models import Job, Offer, RouterEvent
 
 logger = logging.getLogger("routing.notify")
 
-
-class WorkerEvent(TypedDict):
-    type: str  # Channels handler name, e.g. "router.event"
-    event: str  # offerIssued | offerEnded | assignmentChanged | workerChanged
-    workerId: str
-    offerId: str | None
-    jobId: str | None
+# Identifies this process in RouterEvent.origin, so the relay skips what this process sent.
+ORIGIN = f"{socket.gethostname()}:{os.getpid()}"[:64]
+SUPERVISOR_TOPIC = "supervisor"
 
 
-def worker_group(worker_id: str) -> str:
-    """The Channels group name for one worker (group names allow only [A-Za-z0-9._-])."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else f"_{ord(ch):x}_" for ch in worker_id)
-    return f"worker.{safe}"[:99]
+class RouterEventMessage(TypedDict):
+    type: str  # the Channels handler: "router.event" → consumer.router_event
+    topic: str
+    eventId: int
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def group_for(topic: str) -> str:
+    """Channels group name for a topic (letters, digits, `-_.` only, under 100 characters)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else f".{ord(ch):x}." for ch in topic)
+    return f"router.{safe}"[:99]
+
+
+def topics_for(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()) -> list[str]:
+    topics = {f"worker:{w}" for w in workers if w}
+    queue_ids = {q for q in queues if q}
+    for job_id, queue_id in Job.objects.filter(pk__in=[j for j in jobs if j]).values_list("pk", "queue_id"):
+        topics.add(f"job:{job_id}")
+        if queue_id:
+            queue_ids.add(queue_id)
+    topics |= {f"queue:{q}" for q in queue_ids}
+    topics.add(SUPERVISOR_TOPIC)
+    return sorted(topics)
+
+
+def publish(topics: list[str]) -> None:
+    """Write the event rows and send them on the channel layer (after commit)."""
+    now = timezone.now()
+    events = RouterEvent.objects.bulk_create(
+        [RouterEvent(topic=t, origin=ORIGIN, created_at=now) for t in topics]
+    )
+    send_local(events)
+
+
+def send_local(events: Iterable[RouterEvent]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(group, message)
+    for event in events:
+        message: RouterEventMessage = {"type": "router.event", "topic": event.topic, "eventId": event.pk or 0}
+        try:
+            async_to_sync(layer.group_send)(group_for(event.topic), dict(message))
+        except Exception:
+            # A push that cannot be sent is caught up by the listeners' own refresh.
+            logger.warning("could not send %s", event.topic, exc_info=True)
 
 
-def notify_worker(*, worker_id: str, event: str, offer_id: str | None = None, job_id: str | None = None) -> None:
-    message: WorkerEvent = {
-        "type": "router.event", "event": event, "workerId": worker_id, "offerId": offer_id, "jobId": job_id,
-    }
-    _send(worker_group(worker_id), dict(message))
+def notify_changed(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()) -> None:
+    """Announce, after the current transaction commits, that these workers, jobs (and their
+    queues) and queues changed."""
+    workers, jobs, queues = list(workers), list(jobs), list(queues)
+
+    def send() -> None:
+        publish(topics_for(workers=workers, jobs=jobs, queues=queues))
+
+    transaction.on_commit(send, robust=True)
 
 
 def notify_offer_issued(*, offer_id) -> None:
     offer = Offer.objects.filter(pk=offer_id).values("worker_id", "job_id").first()
     if offer:
-        notify_worker(worker_id=offer["worker_id"], event="offerIssued", offer_id=str(offer_id), job_id=offer["job_id"])
+        publish(topics_for(workers=[offer["worker_id"]], jobs=[offer["job_id"]]))
 
 
-def notify_offer_ended(*, offer_id) -> None:
-    offer = Offer.objects.filter(pk=offer_id).values("worker_id", "job_id").first()
-    if offer:
-        notify_worker(worker_id=offer["worker_id"], event="offerEnded", offer_id=str(offer_id), job_id=offer["job_id"])
+notify_offer_ended = notify_offer_issued

@@ -24,7 +24,7 @@ from routing.models import (
 )
 from routing.services.common import after_commit, clock
 from routing.services.matching import match_job, match_worker, revoke_offers
-from routing.services.notify import notify_offer_ended
+from routing.services.notify import notify_changed, notify_offer_ended
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,23 @@ def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) 
         # Compare-and-set guards against a revoke/expire that does not take the job lock.
         if not Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.ACCEPTED, ended_at=now):
             raise _offer_not_found(worker_id, offer_id)
-        assignment = Assignment.objects.create(
-            job=job, worker_id=worker_id, channel_id=offer.channel_id, capacity_cost=offer.capacity_cost, assigned_at=now
-        )
-        job.status = JobStatus.ASSIGNED
-        job.touch(now)
-        job.save(update_fields=["status", "etag", "updated_at"])
-        revoke_offers(Q(job_id=job.pk) & ~Q(pk=oid), now)
-        Worker.objects.filter(pk=worker_id).update(etag=new_etag(), idle_since=None)
-        after_commit(notify_offer_ended, offer_id=oid)
+        assignment = assign_locked(job, worker_id=worker_id, channel_id=offer.channel_id, cost=offer.capacity_cost, now=now)
     return AcceptResult(assignment_id=str(assignment.pk), job_id=job.pk, worker_id=worker_id)
+
+
+def assign_locked(job: Job, *, worker_id: str, channel_id: str, cost: int, now: datetime) -> Assignment:
+    """Assign a locked, queued job to a worker: the assignment row, status `assigned`, the job's
+    remaining open offers revoked. Used by offer acceptance and by manual request-next."""
+    assignment = Assignment.objects.create(
+        job=job, worker_id=worker_id, channel_id=channel_id, capacity_cost=cost, assigned_at=now
+    )
+    job.status = JobStatus.ASSIGNED
+    job.touch(now)
+    job.save(update_fields=["status", "etag", "updated_at"])
+    revoke_offers(Q(job_id=job.pk), now)
+    Worker.objects.filter(pk=worker_id).update(etag=new_etag(), idle_since=None)
+    notify_changed(workers=[worker_id], jobs=[job.pk])
+    return assignment
 
 
 def offer_decline(

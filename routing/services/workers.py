@@ -13,6 +13,7 @@ from routing.errors import Conflict, InvalidRequest
 from routing.models import Assignment, JobDecline, Worker, WorkerChannel, WorkerQueue
 from routing.services.common import Precondition, after_commit, clock, locked_get, upsert
 from routing.services.matching import LIVE_ASSIGNMENT_Q, match_job, match_worker, revoke_offers
+from routing.services.notify import notify_changed
 
 
 def _parse_channels(value: Any) -> list[dict]:
@@ -99,6 +100,7 @@ def worker_upsert(
             if priorities:
                 for queue_id, priority in priorities.items():
                     WorkerQueue.objects.filter(worker=worker, queue_id=queue_id).update(priority=priority)
+            notify_changed(workers=[worker.pk], queues=[*(queues or []), *(priorities or {})])
             if not worker.available_for_offers:
                 _deregister(worker, now)
             else:
@@ -141,6 +143,7 @@ def worker_delete(*, worker_id: str, now: datetime | None = None) -> None:
         if Assignment.objects.filter(LIVE_ASSIGNMENT_Q, worker_id=worker.pk).exists():
             raise Conflict(f"Worker {worker_id!r} still has assigned jobs; close them before deleting it.")
         _deregister(worker, now)
+        notify_changed(workers=[worker.pk])
         worker.delete()
 
 
@@ -152,3 +155,94 @@ def worker_link_user(*, worker_id: str, user) -> None:
             Worker.objects.filter(user=user).exclude(pk=worker_id).update(user=None)
         worker.user = user
         worker.save(update_fields=["user"])
+
+
+def worker_serve_queue(*, worker_id: str, queue_id: str, priority: int = 0, now: datetime | None = None) -> Worker:
+    """Start serving a queue with a per-queue agent priority (seed 002 Q10, `startService2`),
+    or change the priority of a queue already served. NotFound (404) for an unknown queue."""
+    from routing.errors import NotFound
+    from routing.models import Queue
+
+    if not Queue.objects.filter(pk=queue_id).exists():
+        raise NotFound(f"Queue {queue_id!r} was not found.")
+    current = list(WorkerQueue.objects.filter(worker_id=worker_id).order_by("position").values_list("queue_id", flat=True))
+    queues = current if queue_id in current else [*current, queue_id]
+    worker, _ = worker_upsert(
+        worker_id=worker_id, patch={"queues": queues, "queuePriorities": {queue_id: priority}}, now=now
+    )
+    return worker
+
+
+def worker_stop_serving(*, worker_id: str, queue_id: str, now: datetime | None = None) -> Worker:
+    """Stop serving a queue (seed 002 Q10, `stopService`); open offers from it are revoked."""
+    from routing.models import Job
+
+    now = clock(now)
+    current = list(WorkerQueue.objects.filter(worker_id=worker_id).order_by("position").values_list("queue_id", flat=True))
+    with transaction.atomic():
+        worker, _ = worker_upsert(
+            worker_id=worker_id, patch={"queues": [q for q in current if q != queue_id]}, now=now
+        )
+        jobs = Job.objects.filter(queue_id=queue_id).values("pk")
+        for _offer_id, job_id in revoke_offers(Q(worker_id=worker_id, job__in=jobs), now):
+            after_commit(match_job, job_id=job_id)
+    return worker
+
+
+def worker_request_job(*, worker_id: str, now: datetime | None = None):
+    """Manual assign (seed 002 Q14, `reqAssignUser`): assign this worker the best waiting job it
+    can take right now — even while it is not available for offers (Do-Not-Disturb) — within
+    its capacity, channels and the job's selectors, in queue order (queue priority, expedited,
+    job priority, enqueue time). Other workers' open offers for that job are revoked.
+
+    Returns an AcceptResult; NotFound with code `NoJobWaiting` (404) when nothing matches;
+    NotFound (404) for an unknown worker.
+    """
+    from routing.errors import NotFound
+    from routing.models import Job, JobStatus
+    from routing.engine.selectors import all_match
+    from routing.services.matching import fits, job_selectors, load_of, _chunked
+    from routing.services.offers import AcceptResult, assign_locked
+
+    now = clock(now)
+    worker = Worker.objects.filter(pk=worker_id).first()
+    if worker is None:
+        raise NotFound(f"Worker {worker_id!r} was not found.")
+    channels = {c.channel_id: (c.capacity_cost_per_job, c.max_number_of_jobs) for c in worker.channels.all()}
+    queue_ids = list(worker.queue_links.values_list("queue_id", flat=True))
+    declined = set(
+        JobDecline.objects.filter(worker_id=worker_id)
+        .filter(Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now))
+        .values_list("job_id", flat=True)
+    )
+    jobs = (
+        Job.objects.filter(status=JobStatus.QUEUED, queue_id__in=queue_ids, channel_id__in=list(channels))
+        .select_related("queue__distribution_policy")
+        .order_by("-queue__priority", "-expedite", "-priority", "enqueued_at", "id")
+    )
+    load = load_of(worker_id, now)
+    for job in _chunked(jobs):
+        cost, max_jobs = channels[job.channel_id]
+        if job.pk in declined or not fits(
+            capacity=worker.capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs
+        ):
+            continue
+        mode = (job.queue.distribution_policy.mode if job.queue and job.queue.distribution_policy else None) or {}
+        if not mode.get("bypassSelectors") and not all_match(job_selectors(job, now), worker.labels):
+            continue
+        with transaction.atomic():
+            locked = Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.QUEUED).first()
+            if locked is None:
+                continue  # taken meanwhile: try the next one
+            me = Worker.objects.select_for_update().get(pk=worker_id)
+            # This worker's own open offer for the job (if any) holds capacity it is about to use.
+            own = load_of(worker_id, now)
+            own_offer_cost = sum(
+                o.capacity_cost for o in locked.offers.filter(worker_id=worker_id, status="open")
+            )
+            own.used -= own_offer_cost
+            if not fits(capacity=me.capacity, load=own, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
+                continue
+            assignment = assign_locked(locked, worker_id=worker_id, channel_id=job.channel_id, cost=cost, now=now)
+            return AcceptResult(assignment_id=str(assignment.pk), job_id=locked.pk, worker_id=worker_id)
+    raise NotFound("No customer is waiting for this worker.", code="NoJobWaiting")
