@@ -1,3 +1,11 @@
-"""Websocket URL map (the agent desk arrives with its own issue)."""
+"""Websocket URL map."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from agents import consumers
+
+websocket_urlpatterns = [
+    path("ws/desk/", consumers.DeskConsumer.as_asgi()),
+    path("ws/wait/<str:token>/", consumers.WaitingRoomConsumer.as_asgi()),
+    path("ws/supervisor/", consumers.SupervisorConsumer.as_asgi()),
+]

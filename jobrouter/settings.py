@@ -100,6 +100,11 @@ JOBROUTER_RULE_TIMEOUT_SECONDS = env_float("JOBROUTER_RULE_TIMEOUT_SECONDS", 5)
 if env_bool("JOBROUTER_ALLOW_HTTP_WEBHOOKS", False):
     os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
+# How long a waiting-room link stays valid, in seconds.
+JOBROUTER_WAITING_ROOM_TTL_SECONDS = env_float("JOBROUTER_WAITING_ROOM_TTL_SECONDS", 4 * 3600)
+# Channel of jobs created by customers on the self-service page.
+JOBROUTER_SELF_SERVICE_CHANNEL = env_str("JOBROUTER_SELF_SERVICE_CHANNEL", "chat")
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

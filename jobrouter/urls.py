@@ -1,9 +1,19 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
+
+from agents import views as agent_views
 
 urlpatterns = [
+    # The supervisor's live view sits inside the admin (staff only).
+    path("admin/live/", agent_views.supervisor, name="supervisor-live"),
     path("admin/", admin.site.urls),
     path("routing/", include("routing.api.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("agents.urls")),
+    path("", RedirectView.as_view(url="/desk/", permanent=False)),
 ]
 
 handler404 = "routing.api.errors.not_found_json"

@@ -519,11 +519,6 @@ def test_unassign_with_suspend_matching_waits_for_activation(admin_client, clien
     assert worker.offers == [] and worker.assigned_jobs == [] and worker.load_ratio == 0
 
 
-@pytest.mark.xfail(
-    reason="BUG: PATCH matchingMode queueAndMatch on a waitingForActivation job does not re-queue it "
-    "(routing/services/jobs.py job_upsert never changes status on a matchingMode change)",
-    strict=True,
-)
 def test_suspended_job_is_requeued_by_patching_queue_and_match(admin_client, client):
     setup_queue(admin_client)
     add_worker(client, "w-1")
@@ -574,11 +569,6 @@ def test_expedited_job_goes_to_the_front_of_the_queue(admin_client, client):
     assert client.get_queue_position("job-plain").position == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: a requested selector's expiresAfterSeconds never releases the job: nothing re-matches "
-    "it when the selector expires (no selector-expiry timer in routing/services/timers.py / jobs.py)",
-    strict=True,
-)
 def test_expired_preferred_worker_selector_lets_any_worker_take_the_job(admin_client, client):
     """§4.6: a preferred-worker selector that nobody satisfies within expiresAfterSeconds stops
     applying, so the job reaches any worker."""
@@ -594,11 +584,6 @@ def test_expired_preferred_worker_selector_lets_any_worker_take_the_job(admin_cl
 # --- classification, scheduling and exception policies ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: classification is not implemented: a job with classificationPolicyId answers 'created' "
-    "and is queued without a queue or priority from the policy (routing/services/jobs.py job_upsert/job_enqueue)",
-    strict=True,
-)
 def test_job_with_a_classification_policy_is_queued_where_the_policy_says(admin_client, client):
     """§4.1/§5: pendingClassification in the response, then queued in the queue chosen by the
     static selector Id == <queue>, with priority 10 from StaticRouterRule(10)."""
@@ -620,11 +605,6 @@ def test_job_with_a_classification_policy_is_queued_where_the_policy_says(admin_
     assert (job.queue_id, job.priority) == ("q-target", 10)
 
 
-@pytest.mark.xfail(
-    reason="BUG: scheduleAndSuspend is ignored: the job answers 'created' and is queued at once, never "
-    "pendingSchedule/scheduled, scheduledAt unset (routing/services/jobs.py job_upsert/job_enqueue)",
-    strict=True,
-)
 def test_scheduled_job_waits_for_its_time_then_for_activation(admin_client, client):
     """§4.9: pendingSchedule, then scheduled (listable by scheduledBefore), then
     waitingForActivation at scheduleAt; never offered meanwhile."""
@@ -643,11 +623,6 @@ def test_scheduled_job_waits_for_its_time_then_for_activation(admin_client, clie
     assert offers_for(client, "w-1", "job-sch") == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: exception policies are stored but never run: a queueLength trigger with a cancel action "
-    "does not cancel the job (no exception handling in routing/services)",
-    strict=True,
-)
 def test_queue_length_exception_cancels_the_job_over_the_threshold(admin_client, client):
     """§4.5: queueLength{threshold} fires when a job joins a queue whose length exceeds it."""
     from azure.communication.jobrouter.models import (
@@ -668,3 +643,162 @@ def test_queue_length_exception_cancels_the_job_over_the_threshold(admin_client,
     job = wait_status(client, "job-2", RouterJobStatus.CANCELLED, timeout=3)
     assert job.disposition_code == "Overflow"
     assert client.get_job("job-1").status == RouterJobStatus.QUEUED
+
+
+# --- classification behaviour (§4.4) ------------------------------------------------------------------
+
+
+def _cp_models():
+    from azure.communication.jobrouter import models as m
+
+    return m
+
+
+def test_conditional_queue_selector_and_fallback_route_by_job_labels(admin_client, client):
+    m = _cp_models()
+    setup_queue(admin_client, "q-vip")
+    setup_queue(admin_client, "q-std", policy_id="dp-2")
+    admin_client.upsert_classification_policy("cp-vip", m.ClassificationPolicy(
+        fallback_queue_id="q-std",
+        queue_selector_attachments=[m.ConditionalQueueSelectorAttachment(
+            condition=m.ExpressionRouterRule(expression="job.vip = true"),
+            queue_selectors=[m.RouterQueueSelector(key="Id", label_operator=LabelOperator.EQUAL, value="q-vip")],
+        )],
+        prioritization_rule=m.ExpressionRouterRule(expression="If(job.vip = true, 10, 1)"),
+    ))
+    vip = client.upsert_job("job-vip", RouterJob(channel_id="voice", classification_policy_id="cp-vip", labels={"vip": True}))
+    std = client.upsert_job("job-std", RouterJob(channel_id="voice", classification_policy_id="cp-vip", labels={"vip": False}))
+    assert vip.status == std.status == RouterJobStatus.PENDING_CLASSIFICATION
+    vip = wait_status(client, "job-vip", RouterJobStatus.QUEUED)
+    std = wait_status(client, "job-std", RouterJobStatus.QUEUED)
+    assert (vip.queue_id, vip.priority) == ("q-vip", 10)
+    assert (std.queue_id, std.priority) == ("q-std", 1)
+
+
+def test_pass_through_queue_selector_matches_queue_labels(admin_client, client):
+    m = _cp_models()
+    admin_client.upsert_distribution_policy("dp-1", DistributionPolicy(offer_expires_after_seconds=60, mode=LongestIdleMode()))
+    admin_client.upsert_queue("q-eu", RouterQueue(distribution_policy_id="dp-1", labels={"region": "eu"}))
+    admin_client.upsert_queue("q-us", RouterQueue(distribution_policy_id="dp-1", labels={"region": "us"}))
+    admin_client.upsert_classification_policy("cp-pt", m.ClassificationPolicy(queue_selector_attachments=[
+        m.PassThroughQueueSelectorAttachment(key="region", label_operator=LabelOperator.EQUAL)]))
+    client.upsert_job("job-us", RouterJob(channel_id="voice", classification_policy_id="cp-pt", labels={"region": "us"}))
+    assert wait_status(client, "job-us", RouterJobStatus.QUEUED).queue_id == "q-us"
+
+
+def test_no_matching_queue_and_no_fallback_fails_classification(admin_client, client):
+    m = _cp_models()
+    setup_queue(admin_client)
+    admin_client.upsert_classification_policy("cp-none", m.ClassificationPolicy(queue_selector_attachments=[
+        m.StaticQueueSelectorAttachment(
+            queue_selector=m.RouterQueueSelector(key="Id", label_operator=LabelOperator.EQUAL, value="q-missing"))]))
+    client.upsert_job("job-f", RouterJob(channel_id="voice", classification_policy_id="cp-none"))
+    wait_status(client, "job-f", RouterJobStatus.CLASSIFICATION_FAILED)
+    assert {j.id for j in client.list_jobs(status="classificationFailed")} == {"job-f"}
+    # classificationFailed is terminal enough to delete.
+    client.delete_job("job-f")
+
+
+def test_worker_selector_attachments_become_attached_selectors_that_filter_workers(admin_client, client):
+    m = _cp_models()
+    setup_queue(admin_client)
+    admin_client.upsert_classification_policy("cp-ws", m.ClassificationPolicy(
+        fallback_queue_id="q-1",
+        worker_selector_attachments=[m.StaticWorkerSelectorAttachment(
+            worker_selector=RouterWorkerSelector(key="skill", label_operator=LabelOperator.GREATER_THAN, value=5))],
+    ))
+    add_worker(client, "w-junior", labels={"skill": 2})
+    add_worker(client, "w-senior", labels={"skill": 8})
+    client.upsert_job("job-ws", RouterJob(channel_id="voice", classification_policy_id="cp-ws"))
+    job = wait_status(client, "job-ws", RouterJobStatus.QUEUED)
+    assert [(s.key, s.label_operator, s.value, s.expedite) for s in job.attached_worker_selectors] == [
+        ("skill", "greaterThan", 5, False)
+    ]
+    assert job.requested_worker_selectors == []
+    wait_offer(client, "w-senior", "job-ws")
+    assert offers_for(client, "w-junior", "job-ws") == []
+
+
+def test_direct_map_rule_turns_job_labels_into_attached_selectors(admin_client, client):
+    m = _cp_models()
+    setup_queue(admin_client)
+    admin_client.upsert_classification_policy("cp-dm", m.ClassificationPolicy(
+        fallback_queue_id="q-1",
+        worker_selector_attachments=[m.RuleEngineWorkerSelectorAttachment(rule=m.DirectMapRouterRule())],
+    ))
+    client.upsert_job("job-dm", RouterJob(channel_id="voice", classification_policy_id="cp-dm", labels={"lang": "fr"}))
+    job = wait_status(client, "job-dm", RouterJobStatus.QUEUED)
+    assert [(s.key, s.label_operator, s.value) for s in job.attached_worker_selectors] == [("lang", "equal", "fr")]
+
+
+def test_label_change_on_a_classified_job_reclassifies_it(admin_client, client):
+    m = _cp_models()
+    setup_queue(admin_client, "q-vip")
+    setup_queue(admin_client, "q-std", policy_id="dp-2")
+    admin_client.upsert_classification_policy("cp-vip", m.ClassificationPolicy(
+        fallback_queue_id="q-std",
+        queue_selector_attachments=[m.ConditionalQueueSelectorAttachment(
+            condition=m.ExpressionRouterRule(expression="job.vip = true"),
+            queue_selectors=[m.RouterQueueSelector(key="Id", label_operator=LabelOperator.EQUAL, value="q-vip")],
+        )],
+    ))
+    client.upsert_job("job-up", RouterJob(channel_id="voice", classification_policy_id="cp-vip", labels={"vip": False}))
+    assert wait_status(client, "job-up", RouterJobStatus.QUEUED).queue_id == "q-std"
+    patched = client.upsert_job("job-up", labels={"vip": True})
+    assert patched.status == RouterJobStatus.PENDING_CLASSIFICATION
+    assert wait_status(client, "job-up", RouterJobStatus.QUEUED).queue_id == "q-vip"
+
+
+# --- matching modes and exception actions ---------------------------------------------------------------
+
+
+def test_job_created_suspended_waits_until_queue_and_match(admin_client, client):
+    m = _cp_models()
+    setup_queue(admin_client)
+    add_worker(client, "w-1", capacity=2)
+    client.upsert_job("job-susp", RouterJob(channel_id="voice", queue_id="q-1", matching_mode=m.SuspendMode()))
+    wait_status(client, "job-susp", RouterJobStatus.WAITING_FOR_ACTIVATION)
+    client.upsert_job("job-other", RouterJob(channel_id="voice", queue_id="q-1"))
+    wait_offer(client, "w-1", "job-other")  # barrier: matching ran
+    assert offers_for(client, "w-1", "job-susp") == []
+    client.upsert_job("job-susp", matching_mode=QueueAndMatchMode(), priority=50)
+    wait_offer(client, "w-1", "job-susp")
+    assert client.get_job("job-susp").priority == 50
+
+
+def test_wait_time_exception_manually_reclassifies_to_another_queue(admin_client, client):
+    m = _cp_models()
+    admin_client.upsert_distribution_policy("dp-1", DistributionPolicy(offer_expires_after_seconds=60, mode=LongestIdleMode()))
+    admin_client.upsert_queue("q-2", RouterQueue(distribution_policy_id="dp-1"))
+    admin_client.upsert_exception_policy("ep-wait", m.ExceptionPolicy(exception_rules=[m.ExceptionRule(
+        id="slow", trigger=m.WaitTimeExceptionTrigger(threshold_seconds=1),
+        actions=[m.ManualReclassifyExceptionAction(queue_id="q-2", priority=7)])]))
+    admin_client.upsert_queue("q-1", RouterQueue(distribution_policy_id="dp-1", exception_policy_id="ep-wait"))
+    add_worker(client, "w-2", queues=["q-2"])
+    client.upsert_job("job-w", RouterJob(channel_id="voice", queue_id="q-1", priority=1))
+    wait_status(client, "job-w", RouterJobStatus.QUEUED)
+    assert client.get_job("job-w").queue_id == "q-1"
+    wait_offer(client, "w-2", "job-w")
+    job = client.get_job("job-w")
+    assert (job.queue_id, job.priority, job.status) == ("q-2", 7, RouterJobStatus.QUEUED)
+
+
+def test_reclassify_exception_action_upserts_labels_and_classifies_again(admin_client, client):
+    m = _cp_models()
+    admin_client.upsert_distribution_policy("dp-1", DistributionPolicy(offer_expires_after_seconds=60, mode=LongestIdleMode()))
+    admin_client.upsert_queue("q-high", RouterQueue(distribution_policy_id="dp-1"))
+    admin_client.upsert_exception_policy("ep-esc", m.ExceptionPolicy(exception_rules=[m.ExceptionRule(
+        id="escalate", trigger=m.WaitTimeExceptionTrigger(threshold_seconds=1),
+        actions=[m.ReclassifyExceptionAction(classification_policy_id="cp-esc", labels_to_upsert={"escalated": True})])]))
+    admin_client.upsert_queue("q-low", RouterQueue(distribution_policy_id="dp-1", exception_policy_id="ep-esc"))
+    admin_client.upsert_classification_policy("cp-esc", m.ClassificationPolicy(
+        fallback_queue_id="q-low",
+        queue_selector_attachments=[m.ConditionalQueueSelectorAttachment(
+            condition=m.ExpressionRouterRule(expression="job.escalated = true"),
+            queue_selectors=[m.RouterQueueSelector(key="Id", label_operator=LabelOperator.EQUAL, value="q-high")])],
+        prioritization_rule=m.ExpressionRouterRule(expression="If(job.escalated = true, 10, 1)"),
+    ))
+    client.upsert_job("job-e", RouterJob(channel_id="voice", queue_id="q-low", labels={"a": 1}))
+    job = eventually(lambda: (j := client.get_job("job-e")).queue_id == "q-high" and j.status == RouterJobStatus.QUEUED and j, timeout=5)
+    assert job.labels == {"a": 1, "escalated": True}
+    assert (job.classification_policy_id, job.priority) == ("cp-esc", 10)

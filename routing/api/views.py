@@ -26,6 +26,7 @@ from routing.api import wire
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
 from routing.errors import InvalidRequest, NotFound
 from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
+from routing.services import customers
 from routing.services import jobs as job_services
 from routing.services import offers as offer_services
 from routing.services import policies, workers as worker_services
@@ -241,7 +242,7 @@ class JobCollectionView(RouterView):
 class JobItemView(RouterView):
     """GET / PATCH / DELETE /routing/jobs/{jobId}; POST /routing/jobs/{jobId}:cancel|:reclassify"""
 
-    verbs = {"cancel", "reclassify"}
+    verbs = {"cancel", "reclassify", "waitingRoomLink"}
 
     def get(self, request: Request, job_id: str) -> Response:
         job = queries.job_get(job_id)
@@ -267,6 +268,11 @@ class JobItemView(RouterView):
                 disposition_code=v.optional_string(body.get("dispositionCode"), "dispositionCode"),
                 now=self.now,
             )
+        elif verb == "waitingRoomLink":
+            # Extension (seed 002 Q12): a signed, expiring link to the customer's waiting room.
+            link = customers.waiting_room_link(job_id=job_id, now=self.now)
+            return Response({"url": request.build_absolute_uri(link.path), "path": link.path,
+                             "expiresAt": v.format_datetime(link.expires_at)})
         else:
             job_services.job_reclassify(job_id=job_id, now=self.now)
         return Response({})
@@ -334,7 +340,15 @@ class WorkerCollectionView(RouterView):
 
 
 class WorkerItemView(RouterView):
-    """GET / PATCH / DELETE /routing/workers/{workerId}"""
+    """GET / PATCH / DELETE /routing/workers/{workerId}; POST /routing/workers/{workerId}:requestJob
+    (extension, seed 002 Q14: manual assign of the best waiting job)."""
+
+    verbs = {"requestJob"}
+
+    def post(self, request: Request, worker_id: str) -> Response:
+        worker_id, _verb = split_verb(worker_id, self.verbs)
+        result = worker_services.worker_request_job(worker_id=worker_id, now=self.now)
+        return Response({"assignmentId": result.assignment_id, "jobId": result.job_id, "workerId": result.worker_id})
 
     def get(self, request: Request, worker_id: str) -> Response:
         view = queries.worker_get(worker_id, self.now)

@@ -350,13 +350,15 @@ def cancel_locked(job: Job, *, note: str | None, disposition_code: str | None, n
     job.save()
 
 
-def _assignment_for(job: Job, assignment_id: str) -> Assignment:
+def _assignment_for(job: Job, assignment_id: str, worker_id: str | None = None) -> Assignment:
+    """The job's assignment, locked. With `worker_id` (the desk acting for an agent), an
+    assignment of another worker is reported as not found, never acted on."""
     assignment = (
         Assignment.objects.select_for_update()
         .filter(pk=_uuid_or_none(assignment_id), job_id=job.pk, unassigned_at__isnull=True)
         .first()
     )
-    if assignment is None:
+    if assignment is None or (worker_id is not None and assignment.worker_id != worker_id):
         raise NotFound(f"Assignment {assignment_id!r} of job {job.pk!r} was not found.")
     return assignment
 
@@ -370,14 +372,17 @@ def _uuid_or_none(value: str):
         return None
 
 
-def job_complete(*, job_id: str, assignment_id: str, note: str | None = None, now: datetime | None = None) -> Job:
+def job_complete(
+    *, job_id: str, assignment_id: str, note: str | None = None, worker_id: str | None = None,
+    now: datetime | None = None,
+) -> Job:
     """Complete an assigned job (ACS `:complete`): the worker starts wrap-up; capacity stays
     held until close. NotFound (404) for an unknown job or assignment; Conflict (409) unless the
     job is `assigned`."""
     now = clock(now)
     with transaction.atomic():
         job = locked_get(Job, job_id, what="Job")
-        assignment = _assignment_for(job, assignment_id)
+        assignment = _assignment_for(job, assignment_id, worker_id)
         if job.status != JobStatus.ASSIGNED or assignment.completed_at is not None:
             raise Conflict(f"Job {job_id!r} cannot be completed in status {job.status}.")
         assignment.completed_at = now
@@ -398,6 +403,7 @@ def job_close(
     disposition_code: str | None = None,
     close_at: datetime | None = None,
     note: str | None = None,
+    worker_id: str | None = None,
     now: datetime | None = None,
 ) -> Job:
     """Close a completed job (ACS `:close`), releasing the worker's capacity.
@@ -409,7 +415,7 @@ def job_close(
     now = clock(now)
     with transaction.atomic():
         job = locked_get(Job, job_id, what="Job")
-        assignment = _assignment_for(job, assignment_id)
+        assignment = _assignment_for(job, assignment_id, worker_id)
         if job.status != JobStatus.COMPLETED or assignment.closed_at is not None or assignment.close_at is not None:
             raise Conflict(f"Job {job_id!r} cannot be closed in status {job.status}.")
         _append_note(job, note, now)

@@ -1,0 +1,108 @@
+"""Customers waiting in line (seed 002 Q11, Q12): waiting-room links, joining and leaving.
+
+A waiting-room link is a signed, expiring token (django.core.signing) naming one job; whoever
+holds it may watch that job's position and cancel it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core import signing
+from django.db import transaction
+
+from routing import validation as v
+from routing.errors import Conflict, NotFound, RouterError
+from routing.models import Job, JobStatus
+from routing.services.common import clock
+from routing.services.jobs import CANCELLABLE_STATUSES, job_cancel, job_upsert
+
+WAITING_ROOM_SALT = "routing.waiting-room"
+# Tag that marks a job as created by a logged-in customer through the self-service page.
+CUSTOMER_TAG = "customerUserId"
+
+
+class InvalidLink(RouterError):
+    status = 403
+    code = "InvalidLink"
+
+
+@dataclass(frozen=True)
+class WaitingRoomLink:
+    path: str
+    token: str
+    expires_at: datetime
+
+
+def waiting_room_link(*, job_id: str, now: datetime | None = None) -> WaitingRoomLink:
+    """A signed link to the waiting room of a job (extension `POST /routing/jobs/{id}:waitingRoomLink`),
+    valid for JOBROUTER_WAITING_ROOM_TTL_SECONDS. NotFound (404) for an unknown job."""
+    now = clock(now)
+    if not Job.objects.filter(pk=job_id).exists():
+        raise NotFound(f"Job {job_id!r} was not found.")
+    token = signing.dumps({"job": job_id}, salt=WAITING_ROOM_SALT, compress=True)
+    ttl = timedelta(seconds=settings.JOBROUTER_WAITING_ROOM_TTL_SECONDS)
+    return WaitingRoomLink(path=f"/wait/{token}/", token=token, expires_at=now + ttl)
+
+
+def job_for_link(token: str) -> str:
+    """The job id a waiting-room token names; InvalidLink (403) when it is forged or expired."""
+    try:
+        data = signing.loads(token, salt=WAITING_ROOM_SALT, max_age=settings.JOBROUTER_WAITING_ROOM_TTL_SECONDS)
+    except signing.BadSignature as exc:
+        raise InvalidLink("This waiting-room link is not valid or has expired.") from exc
+    return data["job"]
+
+
+WAITING_STATUSES = (
+    JobStatus.CREATED, JobStatus.PENDING_CLASSIFICATION, JobStatus.QUEUED, JobStatus.WAITING_FOR_ACTIVATION,
+    JobStatus.SCHEDULED, JobStatus.PENDING_SCHEDULE,
+)
+
+
+def customer_waiting_job(user: User) -> Job | None:
+    return (
+        Job.objects.filter(**{f"tags__{CUSTOMER_TAG}": str(user.pk)}, status__in=WAITING_STATUSES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def customer_join_queue(
+    *, user: User, queue_id: str, channel_id: str, data: dict[str, Any] | None = None, now: datetime | None = None
+) -> Job:
+    """A logged-in customer joins a queue (seed 002 Q11, `startQueuing2`): a job in that queue
+    with the extra data as labels. One queue at a time: Conflict (409) while the customer already
+    waits somewhere. InvalidRequest (400) for bad data; the job answers as any new job."""
+    now = clock(now)
+    labels = v.merge_label_map({}, data or {}, "data")
+    with transaction.atomic():
+        # The user row lock serialises two joins by the same customer (two tabs, a double click).
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if customer_waiting_job(user) is not None:
+            raise Conflict("You are already waiting in a queue; leave it before joining another.")
+        job, _ = job_upsert(
+            job_id=f"customer-{user.pk}-{uuid.uuid4().hex[:12]}",
+            patch={
+                "queueId": queue_id, "channelId": channel_id, "labels": labels,
+                "channelReference": user.get_username(), "tags": {CUSTOMER_TAG: str(user.pk)},
+            },
+            now=now,
+        )
+    return job
+
+
+def customer_leave_queue(*, job_id: str, now: datetime | None = None) -> Job:
+    """The customer leaves the line (seed 002 Q11, `stopQueuing`): the job is cancelled.
+    Conflict (409) once an agent has it."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"Job {job_id!r} was not found.")
+    if job.status not in CANCELLABLE_STATUSES:
+        raise Conflict("An agent is already serving you.")
+    return job_cancel(job_id=job_id, note="The customer left the queue.", disposition_code="CustomerLeft", now=now)
