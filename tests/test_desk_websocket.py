@@ -1,0 +1,265 @@
+"""The desk, waiting-room and supervisor websocket protocol, driven with Channels'
+WebsocketCommunicator against the real ASGI application (session authentication included).
+
+Personas: two agents (alice serves q1 at priority 5, bob serves q1), an outsider with a login
+but no worker, an anonymous visitor, and a supervisor (staff)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+
+from jobrouter.asgi import application
+from routing.models import Job, JobStatus, Offer, OfferStatus, Worker
+from routing.services.customers import waiting_room_link
+from routing.services.jobs import job_cancel
+from routing.services.offers import offer_accept
+from routing.services.workers import worker_link_user, worker_upsert
+from tests import factories
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+def _agent(username: str, *, queues=("q1",), priority: int = 0, available: bool = True) -> User:
+    user = User.objects.create_user(username, password="pw")
+    factories.worker(username, queues=queues, available=available)
+    worker_upsert(worker_id=username, patch={"queuePriorities": {q: priority for q in queues}})
+    worker_link_user(worker_id=username, user=user)
+    return user
+
+
+def _cookie_for(user: User | None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if user is not None:
+        browser = Client()
+        browser.force_login(user)
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}".encode()))
+    return headers
+
+
+async def connect(path: str, user: User | None) -> tuple[WebsocketCommunicator, bool]:
+    headers = await sync_to_async(_cookie_for)(user)
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _code = await communicator.connect()
+    return communicator, connected
+
+
+async def next_of(communicator: WebsocketCommunicator, kind: str, timeout: float = 5, where=lambda m: True) -> dict:
+    """The next message of a type (skipping others) that satisfies `where`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise AssertionError(f"no {kind} message within {timeout}s")
+        message = await communicator.receive_json_from(timeout=remaining)
+        if message.get("type") == kind and where(message):
+            return message
+
+
+async def call(communicator: WebsocketCommunicator, action: str, **args) -> dict:
+    await communicator.send_json_to({"action": action, "requestId": action, **args})
+    return await next_of(communicator, "result", where=lambda m: m.get("requestId") == action)
+
+
+@pytest.fixture
+def center(db):
+    factories.queue_with_policy("q1", expires=60)
+    factories.queue_with_policy("q2", expires=60)
+    return {
+        "alice": _agent("alice", priority=5),
+        "bob": _agent("bob", available=False),
+        "outsider": User.objects.create_user("outsider", password="pw"),
+        "supervisor": User.objects.create_user("supervisor", password="pw", is_staff=True),
+    }
+
+
+async def test_anonymous_desk_connection_is_refused(center):
+    communicator, connected = await connect("/ws/desk/", None)
+    assert not connected
+
+
+async def test_login_without_a_worker_is_refused(center):
+    communicator, connected = await connect("/ws/desk/", center["outsider"])
+    assert not connected
+
+
+async def test_desk_receives_full_state_on_connect_and_offer_rings_when_job_arrives(center):
+    desk, connected = await connect("/ws/desk/", center["alice"])
+    assert connected
+    first = await next_of(desk, "state")
+    assert first["worker"]["id"] == "alice" and first["worker"]["availableForOffers"] is True
+    assert first["offers"] == [] and [q["id"] for q in first["queues"]] == ["q1"]
+    assert first["queues"][0]["myPriority"] == 5
+
+    await sync_to_async(factories.queued_job)("j1", channelReference="+4420555")
+    ringing = await next_of(desk, "state", where=lambda m: m["offers"])
+    offer = ringing["offers"][0]
+    assert offer["jobId"] == "j1" and offer["channelReference"] == "+4420555" and offer["expiresAt"]
+    await desk.disconnect()
+
+
+async def test_accept_complete_close_through_the_desk(center):
+    await sync_to_async(factories.queued_job)("j1")
+    desk, _ = await connect("/ws/desk/", center["alice"])
+    state = await next_of(desk, "state", where=lambda m: m["offers"])
+    accepted = await call(desk, "accept", offerId=state["offers"][0]["offerId"])
+    assert accepted["ok"] and accepted["data"]["jobId"] == "j1"
+    state = await next_of(desk, "state", where=lambda m: m["assignments"])
+    assignment = state["assignments"][0]
+    assert assignment["status"] == "assigned" and state["offers"] == []
+
+    completed = await call(desk, "complete", jobId="j1", assignmentId=assignment["assignmentId"], note="sorted")
+    assert completed["ok"]
+    closed = await call(desk, "close", jobId="j1", assignmentId=assignment["assignmentId"], dispositionCode="Resolved")
+    assert closed["ok"]
+    job = await sync_to_async(Job.objects.get)(pk="j1")
+    assert job.status == JobStatus.CLOSED and job.disposition_code == "Resolved"
+    assert [n["message"] for n in job.notes] == ["sorted"]
+    await desk.disconnect()
+
+
+async def test_decline_moves_the_offer_off_the_desk(center):
+    await sync_to_async(factories.queued_job)("j1")
+    desk, _ = await connect("/ws/desk/", center["alice"])
+    state = await next_of(desk, "state", where=lambda m: m["offers"])
+    declined = await call(desk, "decline", offerId=state["offers"][0]["offerId"])
+    assert declined["ok"]
+    state = await next_of(desk, "state")
+    assert state["offers"] == []
+    await desk.disconnect()
+
+
+async def test_agent_cannot_accept_another_workers_offer_or_close_their_job(center):
+    await sync_to_async(factories.queued_job)("j1")
+    offer = await sync_to_async(Offer.objects.get)(job_id="j1", worker_id="alice")
+    desk, _ = await connect("/ws/desk/", center["bob"])
+    await next_of(desk, "state")
+    refused = await call(desk, "accept", offerId=str(offer.pk))
+    assert not refused["ok"] and refused["error"]["code"] == "NotFound"
+    assert (await sync_to_async(Offer.objects.get)(pk=offer.pk)).status == OfferStatus.OPEN
+
+    result = await sync_to_async(offer_accept)(worker_id="alice", offer_id=str(offer.pk))
+    refused = await call(desk, "complete", jobId="j1", assignmentId=result.assignment_id)
+    assert not refused["ok"] and refused["error"]["code"] == "NotFound"
+    assert (await sync_to_async(Job.objects.get)(pk="j1")).status == JobStatus.ASSIGNED
+    await desk.disconnect()
+
+
+async def test_dnd_then_request_next_customer_and_no_customer_waiting(center):
+    desk, _ = await connect("/ws/desk/", center["bob"])
+    await next_of(desk, "state")
+    nothing = await call(desk, "requestJob")
+    assert not nothing["ok"] and nothing["error"]["code"] == "NoJobWaiting"
+
+    # alice is busy: set her to DND so the job waits.
+    await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
+    await sync_to_async(factories.queued_job)("j1")
+    got = await call(desk, "requestJob")
+    assert got["ok"] and got["data"]["jobId"] == "j1" and got["data"]["workerId"] == "bob"
+    state = await next_of(desk, "state", where=lambda m: m["assignments"])
+    assert state["worker"]["availableForOffers"] is False
+    await desk.disconnect()
+
+
+async def test_set_availability_switches_between_auto_assign_and_dnd(center):
+    desk, _ = await connect("/ws/desk/", center["bob"])
+    await next_of(desk, "state")
+    assert (await call(desk, "setAvailability", available=True))["ok"]
+    state = await next_of(desk, "state", where=lambda m: m["worker"]["availableForOffers"])
+    assert state["worker"]["state"] == "active"
+    assert (await call(desk, "setAvailability", available=False))["ok"]
+    state = await next_of(desk, "state", where=lambda m: not m["worker"]["availableForOffers"])
+    assert state["worker"]["state"] == "inactive"
+    bad = await call(desk, "setAvailability", available="yes")
+    assert not bad["ok"]
+    await desk.disconnect()
+
+
+async def test_start_and_stop_serving_a_queue_with_priority(center):
+    desk, _ = await connect("/ws/desk/", center["bob"])
+    await next_of(desk, "state")
+    started = await call(desk, "startServing", queueId="q2", priority=7)
+    assert started["ok"]
+    state = await next_of(desk, "state", where=lambda m: any(q["id"] == "q2" for q in m["queues"]))
+    assert {q["id"]: q["myPriority"] for q in state["queues"]} == {"q1": 0, "q2": 7}
+    stopped = await call(desk, "stopServing", queueId="q1")
+    assert stopped["ok"]
+    state = await next_of(desk, "state", where=lambda m: [q["id"] for q in m["queues"]] == ["q2"])
+    unknown = await call(desk, "startServing", queueId="nope")
+    assert not unknown["ok"] and unknown["error"]["code"] == "NotFound"
+    await desk.disconnect()
+
+
+async def test_unknown_action_is_answered_with_a_coded_error(center):
+    desk, _ = await connect("/ws/desk/", center["alice"])
+    await next_of(desk, "state")
+    reply = await call(desk, "fly")
+    assert reply == {"type": "result", "requestId": "fly", "action": "fly", "ok": False,
+                     "error": {"code": "UnknownAction", "message": "Unknown action 'fly'."}}
+    await desk.disconnect()
+
+
+async def test_reconnecting_desk_gets_the_offer_it_missed(center):
+    desk, _ = await connect("/ws/desk/", center["alice"])
+    await next_of(desk, "state")
+    await desk.disconnect()
+    # The job arrives while the laptop sleeps.
+    await sync_to_async(factories.queued_job)("j1")
+    desk, _ = await connect("/ws/desk/", center["alice"])
+    state = await next_of(desk, "state")
+    assert [o["jobId"] for o in state["offers"]] == ["j1"]
+    await desk.disconnect()
+
+
+async def test_refresh_returns_full_state(center):
+    desk, _ = await connect("/ws/desk/", center["alice"])
+    await next_of(desk, "state")
+    await desk.send_json_to({"action": "refresh"})
+    state = await next_of(desk, "state")
+    assert state["worker"]["id"] == "alice"
+    await desk.disconnect()
+
+
+async def test_waiting_room_shows_position_falling_and_leave_cancels(center):
+    await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
+    for job_id in ("ahead", "me"):
+        await sync_to_async(factories.queued_job)(job_id)
+    link = await sync_to_async(waiting_room_link)(job_id="me")
+    room, connected = await connect(f"/ws/wait/{link.token}/", None)
+    assert connected
+    state = await next_of(room, "waiting")
+    assert (state["position"], state["queueLength"]) == (2, 2)
+
+    await sync_to_async(job_cancel)(job_id="ahead")
+    state = await next_of(room, "waiting", where=lambda m: m["position"] == 1)
+    assert state["queueLength"] == 1
+
+    left = await call(room, "leave")
+    assert left["ok"]
+    assert (await sync_to_async(Job.objects.get)(pk="me")).status == JobStatus.CANCELLED
+    await room.disconnect()
+
+
+async def test_forged_waiting_room_link_is_refused(center):
+    room, connected = await connect("/ws/wait/not-a-token/", None)
+    assert not connected
+
+
+async def test_supervisor_view_is_staff_only_and_updates(center):
+    _, connected = await connect("/ws/supervisor/", center["alice"])
+    assert not connected
+    view, connected = await connect("/ws/supervisor/", center["supervisor"])
+    assert connected
+    first = await next_of(view, "supervisor")
+    assert {w["id"] for w in first["workers"]} == {"alice", "bob"}
+    await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
+    await sync_to_async(factories.queued_job)("j1")
+    update = await next_of(view, "supervisor", where=lambda m: next(q for q in m["queues"] if q["id"] == "q1")["length"] == 1)
+    assert next(w for w in update["workers"] if w["id"] == "alice")["state"] == "inactive"
+    await view.disconnect()
