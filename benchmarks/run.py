@@ -10,12 +10,15 @@ What it does (details in benchmarks/README.md):
    and starts the real server processes against it, exactly as tests/conftest.py does:
    `python -m daphne ... benchmarks.baseline_app:application` (the router application plus one
    baseline endpoint) and `python manage.py qcluster` (django-q2 cluster + timer loop).
-2. Baseline: signed `POST /baseline/rows` (HMAC check + DRF + one INSERT), N client threads.
-3. Full job lifecycles through the REST API with signed requests, N client threads, one worker
-   per thread: PATCH job -> GET worker until the offer shows -> accept -> complete -> close.
-4. Job-created-to-offer-visible latency with 1,000 workers and a backlog of 100 / 10,000 /
+2. Throughput, in interleaved rounds (baseline, lifecycles, lifecycles, baseline, ...) so both
+   see the same background load and database growth, N client threads each:
+   - baseline: signed `POST /baseline/rows` (HMAC check + DRF + one INSERT);
+   - full job lifecycles through the REST API with signed requests, one worker per thread:
+     PATCH job -> GET worker until the offer shows -> accept -> complete -> close.
+   Reports rates, their ratios, and the server CPU time per request / lifecycle (from /proc).
+3. Job-created-to-offer-visible latency with 1,000 workers and a backlog of 100 / 10,000 /
    100,000 queued jobs seeded in bulk through the ORM.
-5. Prints a summary table; stops the servers (also on error) and removes the temp directory.
+4. Prints a summary table; stops the servers (also on error) and removes the temp directory.
 
 Only the standard library, Django (the project's settings) and `requests` are used.
 """
@@ -64,8 +67,10 @@ if str(ROOT) not in sys.path:
 class Config:
     quick: bool
     threads: int
-    warmup: float  # seconds of load before each throughput measurement window
-    duration: float  # seconds of each throughput measurement window
+    rounds: int  # interleaved baseline / lifecycle measurement rounds
+    warmup: float  # seconds of load before each measurement window (not counted)
+    baseline_window: float  # seconds per baseline window
+    lifecycle_window: float  # seconds per lifecycle window
     backlogs: list[int]
     workers: int  # workers in the latency scenario
     samples: int  # latency samples per backlog size
@@ -76,7 +81,9 @@ class Config:
         parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
         parser.add_argument("--quick", action="store_true", help="short CI run (backlogs 100 and 10,000 only)")
         parser.add_argument("--threads", type=int, default=8, help="client threads for the throughput tests")
-        parser.add_argument("--duration", type=float, help="seconds per throughput measurement (default 20, quick 6)")
+        parser.add_argument("--rounds", type=int, help="interleaved baseline/lifecycle rounds (default 5, quick 2)")
+        parser.add_argument("--window", type=float, help="seconds per lifecycle window (default 15, quick 5); "
+                            "baseline windows are 2/3 of it")
         parser.add_argument("--samples", type=int, help="latency samples per backlog size (default 50, quick 15)")
         parser.add_argument("--backlogs", help="comma-separated backlog sizes (default 100,10000,100000; quick 100,10000)")
         parser.add_argument("--workers", type=int, default=1000, help="workers in the latency scenario")
@@ -87,11 +94,14 @@ class Config:
             [int(x) for x in args.backlogs.split(",")] if args.backlogs
             else ([100, 10_000] if quick else [100, 10_000, 100_000])
         )
+        window = args.window or (5.0 if quick else 15.0)
         return cls(
             quick=quick,
             threads=args.threads,
-            warmup=1.5 if quick else 3.0,
-            duration=args.duration or (6.0 if quick else 20.0),
+            rounds=args.rounds or (2 if quick else 5),
+            warmup=1.0 if quick else 2.0,
+            baseline_window=round(window * 2 / 3, 1),
+            lifecycle_window=window,
             backlogs=sorted(backlogs),
             workers=args.workers,
             samples=args.samples or (15 if quick else 50),
@@ -285,6 +295,59 @@ def ms(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# CPU accounting (Linux /proc): who used the 2 cores during a measurement window
+# --------------------------------------------------------------------------------------------------
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _machine_busy_cpu() -> float:
+    """CPU seconds (all cores) the whole machine spent not idle, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuSnapshot:
+    t: float
+    servers: dict[str, float]
+    client: float
+    machine: float
+
+    @classmethod
+    def take(cls, servers: "Servers") -> "CpuSnapshot":
+        return cls(time.perf_counter(), servers.cpu_seconds(), _own_cpu(), _machine_busy_cpu())
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds used in a window by daphne, qcluster, this script, and everything else."""
+
+    daphne: float = 0.0
+    qcluster: float = 0.0
+    client: float = 0.0
+    other: float = 0.0
+
+    @classmethod
+    def between(cls, a: CpuSnapshot, b: CpuSnapshot) -> "CpuUse":
+        daphne = b.servers.get("daphne", 0) - a.servers.get("daphne", 0)
+        qcluster = b.servers.get("qcluster", 0) - a.servers.get("qcluster", 0)
+        client = b.client - a.client
+        other = max(0.0, (b.machine - a.machine) - daphne - qcluster - client)
+        return cls(daphne, qcluster, client, other)
+
+    def __add__(self, o: "CpuUse") -> "CpuUse":
+        return CpuUse(self.daphne + o.daphne, self.qcluster + o.qcluster, self.client + o.client, self.other + o.other)
+
+
+# --------------------------------------------------------------------------------------------------
 # Closed-loop load driver (shared by the baseline and the lifecycle test)
 # --------------------------------------------------------------------------------------------------
 
@@ -296,8 +359,9 @@ class LoadResult:
     seconds: float
     units: int  # rows (baseline) or completed lifecycles
     requests: int
+    cpu: CpuUse
     op_times: dict[str, list[float]] = field(default_factory=dict)
-    extra: dict[str, float] = field(default_factory=dict)
+    rounds: list["LoadResult"] = field(default_factory=list)
 
     @property
     def units_per_s(self) -> float:
@@ -307,17 +371,35 @@ class LoadResult:
     def requests_per_s(self) -> float:
         return self.requests / self.seconds
 
+    @property
+    def daphne_ms_per_request(self) -> float:
+        return self.cpu.daphne / max(1, self.requests) * 1000
+
+    @staticmethod
+    def combine(name: str, parts: list["LoadResult"]) -> "LoadResult":
+        ops: dict[str, list[float]] = defaultdict(list)
+        cpu = CpuUse()
+        for p in parts:
+            cpu = cpu + p.cpu
+            for op, times in p.op_times.items():
+                ops[op].extend(times)
+        return LoadResult(
+            name, parts[0].threads, sum(p.seconds for p in parts), sum(p.units for p in parts),
+            sum(p.requests for p in parts), cpu, dict(ops), list(parts),
+        )
+
 
 def run_load(
     name: str,
-    cfg: Config,
+    warmup: float,
+    window: float,
     servers: Servers,
     clients: list[SignedClient],
     body: Callable[[int, SignedClient, threading.Event, list[int]], None],
 ) -> LoadResult:
-    """Run `body(index, client, stop, units)` in one thread per client until stopped; measure the
-    units (body increments `units[index]`) and requests completed during a window that starts
-    after `cfg.warmup` seconds and lasts `cfg.duration` seconds."""
+    """Run `body(index, client, stop, units)` in one thread per client until stopped; count the
+    units (body increments `units[index]`) and requests completed in a window of `window` seconds
+    that starts after `warmup` seconds of load."""
     stop = threading.Event()
     measuring = threading.Event()
     units = [0] * len(clients)
@@ -333,7 +415,7 @@ def run_load(
     def target(i: int) -> None:
         try:
             body(i, clients[i], stop, units)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             errors.append(exc)
             stop.set()
 
@@ -343,17 +425,15 @@ def run_load(
     for t in threads:
         t.start()
     try:
-        if stop.wait(cfg.warmup):
+        if stop.wait(warmup):
             raise errors[0] if errors else BenchError(f"{name}: stopped during warm-up")
         units0, req0 = sum(units), sum(c.requests for c in clients)
-        cpu0, own0 = servers.cpu_seconds(), _own_cpu()
+        cpu0 = CpuSnapshot.take(servers)
         measuring.set()
-        t0 = time.perf_counter()
-        stop.wait(cfg.duration)
-        elapsed = time.perf_counter() - t0
+        stop.wait(window)
         measuring.clear()
         units1, req1 = sum(units), sum(c.requests for c in clients)
-        cpu1, own1 = servers.cpu_seconds(), _own_cpu()
+        cpu1 = CpuSnapshot.take(servers)
     finally:
         stop.set()
         for t in threads:
@@ -363,18 +443,9 @@ def run_load(
     if errors:
         raise errors[0]
     servers.check_alive()
-    result = LoadResult(name, len(clients), elapsed, units1 - units0, req1 - req0, dict(op_times))
-    requests_done = max(1, result.requests)
-    result.extra["daphne CPU per request (ms)"] = (cpu1["daphne"] - cpu0["daphne"]) / requests_done * 1000
-    result.extra["daphne CPU use (cores)"] = (cpu1["daphne"] - cpu0["daphne"]) / elapsed
-    result.extra["qcluster CPU use (cores)"] = (cpu1["qcluster"] - cpu0["qcluster"]) / elapsed
-    result.extra["client CPU use (cores)"] = (own1 - own0) / elapsed
-    return result
-
-
-def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+    return LoadResult(
+        name, len(clients), cpu1.t - cpu0.t, units1 - units0, req1 - req0, CpuUse.between(cpu0, cpu1), dict(op_times)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,7 +453,7 @@ def _own_cpu() -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def bench_baseline(cfg: Config, servers: Servers, key: str, label: str) -> LoadResult:
+def baseline_window(cfg: Config, servers: Servers, key: str) -> LoadResult:
     clients = [SignedClient(servers.endpoint, key) for _ in range(cfg.threads)]
 
     def body(i: int, client: SignedClient, stop: threading.Event, units: list[int]) -> None:
@@ -392,7 +463,7 @@ def bench_baseline(cfg: Config, servers: Servers, key: str, label: str) -> LoadR
             units[i] += 1
 
     try:
-        return run_load(label, cfg, servers, clients, body)
+        return run_load("baseline", cfg.warmup, cfg.baseline_window, servers, clients, body)
     finally:
         for c in clients:
             c.close()
@@ -403,6 +474,7 @@ def bench_baseline(cfg: Config, servers: Servers, key: str, label: str) -> LoadR
 # --------------------------------------------------------------------------------------------------
 
 DISTRIBUTION_POLICY = "bench-longest-idle"
+LIFECYCLE_QUEUE = "bench-lifecycle-q"
 
 
 def setup_policy(client: SignedClient) -> None:
@@ -421,38 +493,43 @@ def setup_queue(client: SignedClient, queue_id: str) -> None:
                 {"name": queue_id, "distributionPolicyId": DISTRIBUTION_POLICY})
 
 
-def bench_lifecycles(cfg: Config, servers: Servers, key: str) -> LoadResult:
-    queue_id = "bench-lifecycle-q"
+def setup_lifecycles(cfg: Config, servers: Servers, key: str) -> list[str]:
+    """Policy, queue and one worker per client thread (capacity 1, channel voice), via the API."""
     admin = SignedClient(servers.endpoint, key)
-    setup_policy(admin)
-    setup_queue(admin, queue_id)
-    worker_ids = [f"bench-lc-w{i}" for i in range(cfg.threads)]
-    for worker_id in worker_ids:
-        admin.call(
-            "setup", "PATCH", api(f"/routing/workers/{worker_id}"),
-            {
-                "capacity": 1,
-                "queues": [queue_id],
-                "channels": [{"channelId": "voice", "capacityCostPerJob": 1}],
-                "availableForOffers": True,
-            },
-        )
-    admin.close()
+    try:
+        setup_policy(admin)
+        setup_queue(admin, LIFECYCLE_QUEUE)
+        worker_ids = [f"bench-lc-w{i}" for i in range(cfg.threads)]
+        for worker_id in worker_ids:
+            admin.call(
+                "setup", "PATCH", api(f"/routing/workers/{worker_id}"),
+                {
+                    "capacity": 1,
+                    "queues": [LIFECYCLE_QUEUE],
+                    "channels": [{"channelId": "voice", "capacityCostPerJob": 1}],
+                    "availableForOffers": True,
+                },
+            )
+    finally:
+        admin.close()
+    return worker_ids
+
+
+def lifecycle_window(cfg: Config, servers: Servers, key: str, worker_ids: list[str]) -> LoadResult:
     clients = [SignedClient(servers.endpoint, key) for _ in range(cfg.threads)]
-    polls = [0] * cfg.threads
     run_id = secrets.token_hex(3)
 
     def body(i: int, client: SignedClient, stop: threading.Event, units: list[int]) -> None:
         worker_id = worker_ids[i]
         n = 0
-        while not stop.is_set():
+        while not stop.is_set():  # a started lifecycle always runs to its close
             job_id = f"lc-{run_id}-{i}-{n}"
             n += 1
             client.call(
                 "PATCH job", "PATCH", api(f"/routing/jobs/{job_id}"),
                 {
                     "channelId": "voice",
-                    "queueId": queue_id,
+                    "queueId": LIFECYCLE_QUEUE,
                     # Only this thread's worker matches, so threads never see each other's offers.
                     "requestedWorkerSelectors": [{"key": "Id", "labelOperator": "equal", "value": worker_id}],
                 },
@@ -460,7 +537,6 @@ def bench_lifecycles(cfg: Config, servers: Servers, key: str) -> LoadResult:
             deadline = time.monotonic() + 30
             while True:
                 worker = client.call("GET worker", "GET", api(f"/routing/workers/{worker_id}"))
-                polls[i] += 1
                 offer = next((o for o in worker.get("offers", []) if o["jobId"] == job_id), None)
                 if offer is not None:
                     break
@@ -476,14 +552,35 @@ def bench_lifecycles(cfg: Config, servers: Servers, key: str) -> LoadResult:
             units[i] += 1
 
     try:
-        result = run_load("lifecycles", cfg, servers, clients, body)
+        return run_load("lifecycles", cfg.warmup, cfg.lifecycle_window, servers, clients, body)
     finally:
         for c in clients:
             c.close()
-    gets = len(result.op_times.get("GET worker", []))
-    lifecycles_in_window = max(1, len(result.op_times.get("POST close", [])))
-    result.extra["GET worker per lifecycle"] = gets / lifecycles_in_window
-    return result
+
+
+def bench_throughput(
+    cfg: Config, servers: Servers, key: str, log: Callable[[str], None]
+) -> tuple[LoadResult, LoadResult]:
+    """Interleave baseline and lifecycle windows (B L, L B, B L, ...) so that both see the same
+    mix of background load and database growth; returns the combined results."""
+    worker_ids = setup_lifecycles(cfg, servers, key)
+    baselines: list[LoadResult] = []
+    lifecycles: list[LoadResult] = []
+    for r in range(cfg.rounds):
+        order = ("baseline", "lifecycles") if r % 2 == 0 else ("lifecycles", "baseline")
+        for kind in order:
+            if kind == "baseline":
+                res = baseline_window(cfg, servers, key)
+                baselines.append(res)
+            else:
+                res = lifecycle_window(cfg, servers, key, worker_ids)
+                lifecycles.append(res)
+            log(
+                f"  round {r + 1}/{cfg.rounds} {kind:<10} {res.units_per_s:7.1f} {'rows' if kind == 'baseline' else 'lifecycles'}/s"
+                f"  {res.requests_per_s:7.1f} req/s   daphne {res.cpu.daphne / res.seconds:.2f} cores,"
+                f" other processes {res.cpu.other / res.seconds:.2f} cores"
+            )
+    return LoadResult.combine("baseline", baselines), LoadResult.combine("lifecycles", lifecycles)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -501,6 +598,7 @@ class LatencyResult:
     complete_rtt: list[float]
     close_rtt: list[float]
     seed_seconds: float
+    other_cpu_cores: float = 0.0  # CPU used by unrelated processes while sampling
 
 
 def seed_workers(queue_id: str, count: int) -> None:
@@ -640,10 +738,14 @@ def bench_latency(cfg: Config, servers: Servers, key: str, log: Callable[[str], 
         seed_s = time.perf_counter() - t
         seeded = backlog
         log(f"  backlog {backlog:,} queued jobs (seeded in {seed_s:.1f}s); sampling {cfg.samples} jobs ...")
+        cpu0 = CpuSnapshot.take(servers)
         result = measure_latency(cfg, servers, key, queue_id, backlog, seed_s)
+        cpu1 = CpuSnapshot.take(servers)
+        result.other_cpu_cores = CpuUse.between(cpu0, cpu1).other / (cpu1.t - cpu0.t)
         log(
             f"    offer visible p50 {ms(percentile(result.visible, 50))} ms, p99 {ms(percentile(result.visible, 99))} ms;"
-            f" PATCH p50 {ms(percentile(result.patch_rtt, 50))} ms; close p50 {ms(percentile(result.close_rtt, 50))} ms"
+            f" PATCH p50 {ms(percentile(result.patch_rtt, 50))} ms; close p50 {ms(percentile(result.close_rtt, 50))} ms;"
+            f" other processes {result.other_cpu_cores:.2f} cores"
         )
         results.append(result)
     return results
@@ -655,53 +757,64 @@ def bench_latency(cfg: Config, servers: Servers, key: str, log: Callable[[str], 
 
 
 def print_load(result: LoadResult, log: Callable[[str], None]) -> None:
+    c, secs = result.cpu, result.seconds
     log(
-        f"  {result.name}: {result.units:,} in {result.seconds:.1f}s = {result.units_per_s:,.1f}/s;"
+        f"  {result.name} (all rounds, {secs:.0f}s measured): {result.units:,} = {result.units_per_s:,.1f}/s;"
         f" {result.requests:,} requests = {result.requests_per_s:,.1f} req/s"
     )
-    if result.op_times:
-        log(f"    {'request':<16} {'count':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
-        for op, times in sorted(result.op_times.items(), key=lambda kv: -statistics.median(kv[1])):
-            log(
-                f"    {op:<16} {len(times):>7,} {ms(percentile(times, 50)):>8} {ms(percentile(times, 90)):>8}"
-                f" {ms(percentile(times, 99)):>8}"
-            )
-    for k, val in result.extra.items():
-        log(f"    {k}: {val:.2f}")
-
-
-def summary(cfg: Config, baselines: list[LoadResult], life: LoadResult, lat: list[LatencyResult]) -> str:
-    base_rps = statistics.mean(b.requests_per_s for b in baselines)
-    rows: list[tuple[str, str]] = []
-    for b in baselines:
-        rows.append(
-            (f"{b.name} (signed POST, {b.threads} threads)",
-             f"{b.requests_per_s:,.1f} rows/s  (daphne CPU {b.extra['daphne CPU per request (ms)']:.1f} ms/request)")
-        )
-    rows.append(("baseline used for ratios (mean)", f"{base_rps:,.1f} req/s"))
-    rows.append((f"full lifecycles ({life.threads} threads)", f"{life.units_per_s:,.1f} lifecycles/s"))
-    rows.append(
-        ("  lifecycle API requests",
-         f"{life.requests_per_s:,.1f} req/s  (daphne CPU {life.extra['daphne CPU per request (ms)']:.1f} ms/request,"
-         f" {life.extra['daphne CPU per request (ms)'] * life.requests / max(1, life.units):.1f} ms/lifecycle)")
+    log(
+        f"    CPU: daphne {c.daphne / secs:.2f} cores ({result.daphne_ms_per_request:.1f} ms/request),"
+        f" qcluster {c.qcluster / secs:.2f}, client {c.client / secs:.2f}, other processes {c.other / secs:.2f}"
     )
-    rows.append(("  ratio lifecycles/s : baseline req/s", f"{life.units_per_s / base_rps:.3f}"))
-    rows.append(("  ratio requests/s : baseline req/s", f"{life.requests_per_s / base_rps:.3f}"))
-    for r in lat:
-        tag = f"backlog {r.backlog:>7,} / {r.workers:,} workers"
-        rows.append((f"{tag}: offer visible p50 / p99", f"{ms(percentile(r.visible, 50))} / {ms(percentile(r.visible, 99))} ms"))
-        rows.append((f"{tag}: PATCH round trip p50 / p99", f"{ms(percentile(r.patch_rtt, 50))} / {ms(percentile(r.patch_rtt, 99))} ms"))
-        rows.append(
-            (f"{tag}: accept / complete / close p50",
-             f"{ms(percentile(r.accept_rtt, 50))} / {ms(percentile(r.complete_rtt, 50))} / {ms(percentile(r.close_rtt, 50))} ms")
+    log(f"    {'request':<20} {'count':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+    for op, times in sorted(result.op_times.items(), key=lambda kv: -statistics.median(kv[1])):
+        log(
+            f"    {op:<20} {len(times):>7,} {ms(percentile(times, 50)):>8} {ms(percentile(times, 90)):>8}"
+            f" {ms(percentile(times, 99)):>8}"
         )
+
+
+def summary(cfg: Config, base: LoadResult, life: LoadResult, lat: list[LatencyResult]) -> str:
+    base_rps = base.requests_per_s
+    ratios = [l.units_per_s / b.requests_per_s for b, l in zip(base.rounds, life.rounds)]
+    req_ratios = [l.requests_per_s / b.requests_per_s for b, l in zip(base.rounds, life.rounds)]
+    per_lifecycle_ms = life.cpu.daphne / max(1, life.units) * 1000
+    rows: list[tuple[str, str]] = [
+        (f"baseline: signed POST /baseline/rows, {base.threads} threads",
+         f"{base_rps:,.1f} rows/s   (daphne CPU {base.daphne_ms_per_request:.1f} ms/request)"),
+        (f"full lifecycles, {life.threads} threads",
+         f"{life.units_per_s:,.1f} lifecycles/s   (daphne CPU {per_lifecycle_ms:.1f} ms/lifecycle)"),
+        ("  their API requests",
+         f"{life.requests_per_s:,.1f} req/s   (daphne CPU {life.daphne_ms_per_request:.1f} ms/request,"
+         f" {life.requests / max(1, life.units):.2f} requests/lifecycle)"),
+        ("  lifecycles/s / baseline req/s",
+         f"{life.units_per_s / base_rps:.3f}   (per round: {min(ratios):.3f} .. {max(ratios):.3f})"),
+        ("  requests/s / baseline req/s",
+         f"{life.requests_per_s / base_rps:.3f}   (per round: {min(req_ratios):.3f} .. {max(req_ratios):.3f})"),
+        ("  server CPU: 1 lifecycle costs",
+         f"{per_lifecycle_ms / base.daphne_ms_per_request:.1f} baseline requests"
+         f"   (1 API request: {life.daphne_ms_per_request / base.daphne_ms_per_request:.1f})"),
+    ]
+    for r in lat:
+        tag = f"backlog {r.backlog:>7,}, {r.workers:,} workers"
+        rows.append((f"{tag}: offer visible p50 / p99",
+                     f"{ms(percentile(r.visible, 50))} / {ms(percentile(r.visible, 99))} ms"))
+        rows.append((f"{tag}: PATCH round trip p50 / p99",
+                     f"{ms(percentile(r.patch_rtt, 50))} / {ms(percentile(r.patch_rtt, 99))} ms"))
+        rows.append((f"{tag}: accept / complete / close p50",
+                     f"{ms(percentile(r.accept_rtt, 50))} / {ms(percentile(r.complete_rtt, 50))}"
+                     f" / {ms(percentile(r.close_rtt, 50))} ms"))
     width = max(len(k) for k, _ in rows) + 2
-    lines = [f"{'metric':<{width}}value", "-" * (width + 28)]
+    lines = [f"{'metric':<{width}}value", "-" * (width + 60)]
     lines += [f"{k:<{width}}{val}" for k, val in rows]
-    n = min((len(r.visible) for r in lat), default=0)
     if lat:
-        lines.append(f"(latency: {n} samples per backlog size after 3 warm-up samples; nearest-rank percentiles,")
-        lines.append(" so with fewer than 100 samples p99 is the slowest sample)")
+        n = min(len(r.visible) for r in lat)
+        lines.append(f"latency: {n} samples per backlog size (after 3 warm-up samples), one at a time; nearest-rank")
+        lines.append("percentiles, so with fewer than 100 samples p99 is the slowest sample.")
+    busy = (base.cpu.other + life.cpu.other) / (base.seconds + life.seconds)
+    if busy > 0.25:
+        lines.append(f"NOTE: other processes used {busy:.2f} of {os.cpu_count()} cores during the throughput windows;"
+                     " absolute figures are depressed, the interleaved ratios less so.")
     return "\n".join(lines)
 
 
@@ -728,30 +841,32 @@ def main(argv: list[str] | None = None) -> int:
         log(f"Job router benchmark ({'quick' if cfg.quick else 'full'} mode)")
         log(
             f"  python {platform.python_version()}, django {django.get_version()}, sqlite {sqlite3.sqlite_version},"
-            f" {os.cpu_count()} CPUs, {cfg.threads} client threads, temp dir {tmp}"
+            f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, temp dir {tmp}"
         )
         setup_django()
         servers = Servers(env, tmp)
         servers.start()
-        log(f"  server: daphne {ASGI_APP} on {servers.endpoint} + manage.py qcluster (same SQLite file)")
+        log(f"  server: daphne {ASGI_APP} on {servers.endpoint} + manage.py qcluster, one SQLite file")
 
-        log("\n[1/4] Baseline: signed POST /baseline/rows (HMAC check + DRF + one INSERT)")
-        baselines = [bench_baseline(cfg, servers, key, "baseline")]
-        print_load(baselines[0], log)
-
-        log("\n[2/4] Full lifecycles: PATCH job -> GET worker (until offer) -> accept -> complete -> close")
-        life = bench_lifecycles(cfg, servers, key)
+        log(
+            f"\n[1/2] Throughput, {cfg.threads} client threads, {cfg.rounds} interleaved rounds"
+            f" (baseline {cfg.baseline_window:g}s, lifecycles {cfg.lifecycle_window:g}s per round,"
+            f" after {cfg.warmup:g}s warm-up each)"
+        )
+        log("  baseline  = signed POST /baseline/rows (HMAC check + DRF + one INSERT)")
+        log("  lifecycle = PATCH job -> GET worker until the offer shows -> accept -> complete -> close")
+        base, life = bench_throughput(cfg, servers, key, log)
+        print_load(base, log)
         print_load(life, log)
 
-        log("\n[3/4] Baseline again (drift check, same server, larger database)")
-        baselines.append(bench_baseline(cfg, servers, key, "baseline (after)"))
-        print_load(baselines[-1], log)
-
-        log(f"\n[4/4] Job created -> offer visible, {cfg.workers:,} workers, backlogs {', '.join(f'{b:,}' for b in cfg.backlogs)}")
+        log(
+            f"\n[2/2] Job created -> offer visible, {cfg.workers:,} workers,"
+            f" backlogs {', '.join(f'{b:,}' for b in cfg.backlogs)}"
+        )
         lat = bench_latency(cfg, servers, key, log)
 
-        log(f"\nSummary (total run time {time.perf_counter() - started:.0f}s)")
-        log(summary(cfg, baselines, life, lat))
+        log(f"\nSummary (run time {time.perf_counter() - started:.0f}s)")
+        log(summary(cfg, base, life, lat))
         ok = True
         return 0
     except KeyboardInterrupt:

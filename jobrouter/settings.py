@@ -180,6 +180,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
 
+# Shared by every process (web, background workers): the webhook-rule token cache lives here.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "jobrouter_cache"}}
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

@@ -38,11 +38,11 @@ def worker(worker_id: str, *, queues=("q1",), capacity: int = 1, channel: str = 
     )[0]
 
 
-def queued_job(job_id: str, *, queue: str = "q1", channel: str = "voice", priority: int = 1,
-               now: datetime | None = None, **extra: Any) -> Job:
-    job, _ = job_upsert(job_id=job_id, patch={"queueId": queue, "channelId": channel, "priority": priority, **extra}, now=now)
-    # job_upsert queues the job after commit; under the test transaction make sure it happened.
-    job_enqueue(job_id=job_id, now=now)
+def queued_job(job_id: str, *, queue: str = "q1", channel: str = "voice", priority: int = 1, **extra: Any) -> Job:
+    """A job queued now (job_upsert queues it after commit, reading the clock itself)."""
+    job, _ = job_upsert(job_id=job_id, patch={"queueId": queue, "channelId": channel, "priority": priority, **extra})
+    # Outside a committing transaction the after-commit step has not run: queue it here.
+    job_enqueue(job_id=job_id)
     job.refresh_from_db()
     assert job.status in (JobStatus.QUEUED, JobStatus.ASSIGNED)
     return job

@@ -769,3 +769,65 @@ def test_best_worker_batch_scoring_sends_a_workers_list_and_reads_a_score_list(a
         assert isinstance(body["workers"], list)
         assert body["job"] == {"x": 1}
     assert any({w["Id"] for w in c.json()["workers"]} == {"w-a", "w-b", "w-c"} for c in calls)
+
+
+def test_expiring_attached_selector_from_classification_widens_the_pool(admin_client, client, queues):
+    policy(
+        admin_client,
+        "cp",
+        fallback_queue_id="q-eu",
+        worker_selector_attachments=[
+            PassThroughWorkerSelectorAttachment(key="Lang", label_operator=LabelOperator.EQUAL, expires_after_seconds=1.5)
+        ],
+    )
+    add_worker(client, "w-fr", ["q-eu"], {"Lang": "fr"})
+    job_in_policy(client, "j1", "cp", {"Lang": "de"})
+    (selector,) = queued(client, "j1").attached_worker_selectors
+    assert selector.status == RouterWorkerSelectorStatus.ACTIVE
+    expires_at = selector.expires_at
+    assert offered_jobs(client, "w-fr") == []
+    eventually(lambda: offered_jobs(client, "w-fr") == ["j1"], timeout=5)
+    assert client.get_worker("w-fr").offers[0].offered_at >= expires_at
+    (selector,) = client.get_job("j1").attached_worker_selectors
+    assert selector.status == RouterWorkerSelectorStatus.EXPIRED
+
+
+def test_function_classification_requested_while_background_worker_is_down_runs_after_restart(
+    admin_client, client, queues, http_endpoint, router
+):
+    http_endpoint.routes["/prio"] = lambda rec: (200, 6)
+    policy(admin_client, "cp", fallback_queue_id="q-eu", prioritization_rule=function_rule(http_endpoint, "/prio"))
+    router.stop_worker()
+    try:
+        assert job_in_policy(client, "j1", "cp").status == RouterJobStatus.PENDING_CLASSIFICATION
+        assert client.get_job("j1").status == RouterJobStatus.PENDING_CLASSIFICATION
+    finally:
+        router.worker = router.start_worker()
+    job = queued(client, "j1", timeout=20)
+    assert (job.queue_id, job.priority) == ("q-eu", 6)
+    assert len(http_endpoint.calls("/prio")) == 1
+
+
+def test_label_change_during_a_slow_classification_wins_over_the_stale_outcome(admin_client, client, queues, http_endpoint):
+    def slow_region(rec):
+        time.sleep(1.0)
+        return 200, [{"key": "Region", "labelOperator": "equal", "value": rec.json()["job"]["Region"]}]
+
+    http_endpoint.routes["/region"] = slow_region
+    policy(
+        admin_client,
+        "cp",
+        queue_selector_attachments=[RuleEngineQueueSelectorAttachment(rule=function_rule(http_endpoint, "/region"))],
+    )
+    job_in_policy(client, "j1", "cp", {"Region": "EU"})
+    eventually(lambda: len(http_endpoint.calls("/region")) == 1)  # the first classification is in flight
+    assert client.upsert_job("j1", labels={"Region": "US"}).status == RouterJobStatus.PENDING_CLASSIFICATION
+    eventually(lambda: len(http_endpoint.calls("/region")) == 2, timeout=10)
+    job = queued(client, "j1")
+    assert job.queue_id == "q-us"
+    holds_for_seconds = 1.2  # the stale EU outcome, had it been applied late, would show by now
+    deadline = time.monotonic() + holds_for_seconds
+    while time.monotonic() < deadline:
+        assert client.get_job("j1").queue_id == "q-us"
+        time.sleep(0.1)
+    assert [c.json()["job"]["Region"] for c in http_endpoint.calls("/region")] == ["EU", "US"]

@@ -21,6 +21,7 @@ from azure.communication.jobrouter.models import (
     LabelOperator,
     LongestIdleMode,
     ManualReclassifyExceptionAction,
+    PassThroughQueueSelectorAttachment,
     QueueLengthExceptionTrigger,
     ReclassifyExceptionAction,
     RouterChannel,
@@ -145,6 +146,9 @@ def test_manual_reclassify_moves_job_to_queue_with_priority_and_worker_selectors
     selectors = [(s.key, s.label_operator, s.value) for s in [*job.requested_worker_selectors, *job.attached_worker_selectors]]
     assert selectors == [("Overflow", "equal", True)]
     assert fired_rules(job) == ["overflow"]
+    # The policy echoes the action's selectors as given (ACS §3.6).
+    action = admin_client.get_exception_policy("ep").exception_rules[0].actions[0]
+    assert [dict(s) for s in action.worker_selectors] == [{"key": "Overflow", "labelOperator": "equal", "value": True}]
 
     # The selector constrains matching in the new queue: only a worker labelled Overflow gets it.
     client.upsert_worker(
@@ -295,3 +299,37 @@ def test_wait_time_rule_due_while_the_background_worker_is_down_fires_promptly_a
     assert job.disposition_code == "WaitedTooLong"
     assert fired_rules(job) == ["late"]
     assert parse(triggers(job)[0]["firedAt"]) >= due
+
+
+def test_wait_time_cancel_revokes_an_open_offer(admin_client, client):
+    setup(admin_client, [wait_time_rule("unanswered", 1, CancelExceptionAction(disposition_code="NoAnswer"))])
+    client.upsert_worker(
+        "w1",
+        RouterWorker(capacity=1, queues=["q-1"], channels=[RouterChannel(channel_id=CHANNEL, capacity_cost_per_job=1)], available_for_offers=True),
+    )
+    new_job(client, "j1")
+    eventually(lambda: [o.job_id for o in client.get_worker("w1").offers] == ["j1"])
+    job = eventually(lambda: (j := client.get_job("j1")).status == RouterJobStatus.CANCELLED and j, timeout=5)
+    assert job.disposition_code == "NoAnswer"
+    worker = client.get_worker("w1")
+    assert worker.offers == [] and worker.load_ratio == 0
+
+
+def test_reclassify_action_without_policy_id_uses_the_jobs_current_policy(admin_client, client):
+    setup(admin_client, [queue_length_rule("move", ReclassifyExceptionAction(labels_to_upsert={"Region": "US"}))], others=())
+    admin_client.upsert_queue("q-1", RouterQueue(distribution_policy_id="dp-1", exception_policy_id="ep", labels={"Region": "EU"}))
+    admin_client.upsert_queue("q-us", RouterQueue(distribution_policy_id="dp-1", labels={"Region": "US"}))
+    admin_client.upsert_classification_policy(
+        "cp-region",
+        ClassificationPolicy(
+            queue_selector_attachments=[PassThroughQueueSelectorAttachment(key="Region", label_operator=LabelOperator.EQUAL)]
+        ),
+    )
+    client.upsert_job("j1", RouterJob(channel_id=CHANNEL, classification_policy_id="cp-region", labels={"Region": "EU"}))
+    eventually(lambda: (j := client.get_job("j1")).status == RouterJobStatus.QUEUED and j.queue_id == "q-1")
+    client.upsert_job("j2", RouterJob(channel_id=CHANNEL, classification_policy_id="cp-region", labels={"Region": "EU"}))
+    job = eventually(lambda: (j := client.get_job("j2")).queue_id == "q-us" and j.status == RouterJobStatus.QUEUED and j)
+    assert job.labels == {"Region": "US"}
+    assert job.classification_policy_id == "cp-region"
+    assert fired_rules(job) == ["move"]
+    assert client.get_job("j1").queue_id == "q-1"

@@ -79,17 +79,17 @@ def center(db):
     }
 
 
-async def test_anonymous_desk_connection_is_refused(center):
+async def test_q6_anonymous_desk_connection_is_refused(center):
     communicator, connected = await connect("/ws/desk/", None)
     assert not connected
 
 
-async def test_login_without_a_worker_is_refused(center):
+async def test_q6_login_without_a_worker_is_refused(center):
     communicator, connected = await connect("/ws/desk/", center["outsider"])
     assert not connected
 
 
-async def test_desk_receives_full_state_on_connect_and_offer_rings_when_job_arrives(center):
+async def test_q8_q13_desk_receives_full_state_on_connect_and_offer_rings_when_job_arrives(center):
     desk, connected = await connect("/ws/desk/", center["alice"])
     assert connected
     first = await next_of(desk, "state")
@@ -104,7 +104,7 @@ async def test_desk_receives_full_state_on_connect_and_offer_rings_when_job_arri
     await desk.disconnect()
 
 
-async def test_accept_complete_close_through_the_desk(center):
+async def test_q13_accept_complete_close_through_the_desk(center):
     await sync_to_async(factories.queued_job)("j1")
     desk, _ = await connect("/ws/desk/", center["alice"])
     state = await next_of(desk, "state", where=lambda m: m["offers"])
@@ -124,7 +124,7 @@ async def test_accept_complete_close_through_the_desk(center):
     await desk.disconnect()
 
 
-async def test_decline_moves_the_offer_off_the_desk(center):
+async def test_q13_decline_moves_the_offer_off_the_desk(center):
     await sync_to_async(factories.queued_job)("j1")
     desk, _ = await connect("/ws/desk/", center["alice"])
     state = await next_of(desk, "state", where=lambda m: m["offers"])
@@ -151,7 +151,7 @@ async def test_agent_cannot_accept_another_workers_offer_or_close_their_job(cent
     await desk.disconnect()
 
 
-async def test_dnd_then_request_next_customer_and_no_customer_waiting(center):
+async def test_q14_dnd_then_request_next_customer_and_no_customer_waiting(center):
     desk, _ = await connect("/ws/desk/", center["bob"])
     await next_of(desk, "state")
     nothing = await call(desk, "requestJob")
@@ -181,7 +181,7 @@ async def test_set_availability_switches_between_auto_assign_and_dnd(center):
     await desk.disconnect()
 
 
-async def test_start_and_stop_serving_a_queue_with_priority(center):
+async def test_q10_start_and_stop_serving_a_queue_with_priority(center):
     desk, _ = await connect("/ws/desk/", center["bob"])
     await next_of(desk, "state")
     started = await call(desk, "startServing", queueId="q2", priority=7)
@@ -226,7 +226,7 @@ async def test_refresh_returns_full_state(center):
     await desk.disconnect()
 
 
-async def test_waiting_room_shows_position_falling_and_leave_cancels(center):
+async def test_q11_q12_waiting_room_shows_position_falling_and_leave_cancels(center):
     await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
     for job_id in ("ahead", "me"):
         await sync_to_async(factories.queued_job)(job_id)
@@ -251,7 +251,7 @@ async def test_forged_waiting_room_link_is_refused(center):
     assert not connected
 
 
-async def test_supervisor_view_is_staff_only_and_updates(center):
+async def test_q9_supervisor_view_is_staff_only_and_updates(center):
     _, connected = await connect("/ws/supervisor/", center["alice"])
     assert not connected
     view, connected = await connect("/ws/supervisor/", center["supervisor"])

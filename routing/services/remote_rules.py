@@ -5,7 +5,7 @@ WebhookRouterRule). Never called inside a database transaction.
   (Azure Functions' convention) and, when given, `appKey` / `clientId` as `x-app-key` /
   `x-client-id`.
 - webhook: an OAuth2 client-credentials token from `authorizationServerUri` (requests-oauthlib),
-  cached until shortly before it expires, then POST JSON to `webhookUri` with `Authorization:
+  cached (in Django's shared cache) until shortly before it expires, then POST JSON to `webhookUri` with `Authorization:
   Bearer <token>`.
 Any transport error, timeout, non-2xx status or non-JSON answer raises RuleError with a reason
 that ends up in the job's classification error.
@@ -14,19 +14,16 @@ that ends up in the job's classification error.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from typing import Any, Mapping
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
 from routing.engine.rules import RuleError
 
-_tokens: dict[str, tuple[str, float]] = {}
-_tokens_lock = threading.Lock()
 # Renew a cached token this many seconds before it expires.
 TOKEN_EXPIRY_MARGIN_SECONDS = 30
 
@@ -54,12 +51,11 @@ def _token(rule: Mapping[str, Any]) -> str:
     if not token_url:
         raise RuleError("webhook rule has no authorizationServerUri")
     client_id, secret = credential.get("clientId", ""), credential.get("clientSecret", "")
-    cache_key = hashlib.sha256(f"{token_url}\0{client_id}\0{secret}".encode()).hexdigest()
-    now = time.monotonic()
-    with _tokens_lock:
-        cached = _tokens.get(cache_key)
-        if cached and cached[1] > now:
-            return cached[0]
+    # The cache is shared by every process (database or Redis), so one token serves them all.
+    cache_key = "routing.webhook-token." + hashlib.sha256(f"{token_url}\0{client_id}\0{secret}".encode()).hexdigest()
+    cached = cache.get(cache_key)
+    if cached:
+        return cached
     try:
         session = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
         token = session.fetch_token(
@@ -71,8 +67,7 @@ def _token(rule: Mapping[str, Any]) -> str:
     if not access:
         raise RuleError(f"token response from {token_url} has no access_token")
     lifetime = float(token.get("expires_in") or 300)
-    with _tokens_lock:
-        _tokens[cache_key] = (access, now + max(0.0, lifetime - TOKEN_EXPIRY_MARGIN_SECONDS))
+    cache.set(cache_key, access, timeout=max(1.0, lifetime - TOKEN_EXPIRY_MARGIN_SECONDS))
     return access
 
 

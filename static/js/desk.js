@@ -5,6 +5,13 @@
   let state = null;
   let clockSkew = 0; // server time − local time, ms
   const seenOffers = new Set();
+  // What the agent is typing survives re-renders (a push arrives every time anything changes).
+  const drafts = new Map();
+  const draftInput = (key, attrs) => {
+    const input = el("input", { type: "text", ...attrs, "data-draft": key, value: drafts.has(key) ? drafts.get(key) : (attrs.value ?? "") });
+    input.addEventListener("input", () => drafts.set(key, input.value));
+    return input;
+  };
 
   const notice = (text, kind = "info") => {
     const box = $("notice");
@@ -80,11 +87,12 @@
     if (fresh) ring();
 
     const list = $("assignments");
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.draft : null;
     list.replaceChildren();
     for (const a of s.assignments) {
       const wrapUp = a.status === "completed";
-      const note = el("input", { type: "text", placeholder: wrapUp ? "closing note (optional)" : "note (optional)", "aria-label": "note" });
-      const disposition = el("input", { type: "text", placeholder: "disposition code", "aria-label": "disposition code", value: "Resolved" });
+      const note = draftInput(`${a.assignmentId}:${a.status}:note`, { placeholder: wrapUp ? "closing note (optional)" : "note (optional)", "aria-label": "note" });
+      const disposition = draftInput(`${a.assignmentId}:disposition`, { placeholder: "disposition code", "aria-label": "disposition code", value: "Resolved" });
       list.append(el("article", { class: `card assignment ${wrapUp ? "wrap-up" : ""}`, "data-job": a.jobId },
         el("header", {}, el("strong", {}, a.channelReference || a.jobId), " ", el("span", { class: "muted" }, `${a.channelId} · ${a.queueId}`),
           el("span", { class: "pill" }, wrapUp ? (a.closeAt ? "closing" : "wrap-up") : "in progress")),
@@ -99,6 +107,7 @@
       ));
     }
     if (!s.assignments.length) list.append(el("p", { class: "empty" }, "Nobody assigned."));
+    if (focused) { const again = list.querySelector(`[data-draft="${CSS.escape(focused)}"]`); if (again) { again.focus(); again.setSelectionRange(again.value.length, again.value.length); } }
 
     const body = $("queues").querySelector("tbody");
     body.replaceChildren();
