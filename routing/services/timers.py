@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from routing.models import RouterTimer, TimerKind
+from routing.models import RouterEvent, RouterTimer, TimerKind
 
 logger = logging.getLogger("routing.timers")
 
@@ -66,6 +66,20 @@ def run_due_timers(*, now: datetime | None = None, limit: int = 200) -> int:
     return ran
 
 
+EVENT_RETENTION = timedelta(minutes=10)
+FIRED_TIMER_RETENTION = timedelta(days=1)
+HOUSEKEEPING_EVERY_SECONDS = 60.0
+
+
+def housekeeping(*, now: datetime | None = None) -> tuple[int, int]:
+    """Drop RouterEvent rows older than 10 minutes (relays read them within a second) and timers
+    that fired over a day ago. Returns (events, timers) deleted."""
+    now = now or timezone.now()
+    events, _ = RouterEvent.objects.filter(created_at__lt=now - EVENT_RETENTION).delete()
+    timers, _ = RouterTimer.objects.filter(fired_at__lt=now - FIRED_TIMER_RETENTION).delete()
+    return events, timers
+
+
 def next_due_at() -> datetime | None:
     return (
         RouterTimer.objects.filter(fired_at__isnull=True).order_by("due_at").values_list("due_at", flat=True).first()
@@ -76,11 +90,15 @@ def run_timer_loop(*, should_stop: Callable[[], bool], poll_seconds: float | Non
     """Run due timers until `should_stop()` is true. See the module docstring."""
     poll = poll_seconds if poll_seconds is not None else settings.JOBROUTER_TIMER_POLL_SECONDS
     logger.info("timer loop started (poll %.2fs)", poll)
+    last_housekeeping = 0.0
     while not should_stop():
         try:
             close_old_connections()
             run_due_timers()
             upcoming = next_due_at()
+            if time.monotonic() - last_housekeeping > HOUSEKEEPING_EVERY_SECONDS:
+                last_housekeeping = time.monotonic()
+                housekeeping()
         except Exception:
             logger.exception("timer loop pass failed")
             upcoming = None
