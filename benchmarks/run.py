@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """End-to-end benchmark of the job router against a baseline measured in the same run.
 
-    python benchmarks/run.py            # full mode (about 5-10 minutes on 2 cores)
-    python benchmarks/run.py --quick    # CI mode (about 1-2 minutes)
+    python benchmarks/run.py            # full mode (about 3-5 minutes on 2 cores)
+    python benchmarks/run.py --quick    # CI mode (under 1 minute)
 
 What it does (details in benchmarks/README.md):
 
@@ -75,6 +75,7 @@ class Config:
     workers: int  # workers in the latency scenario
     samples: int  # latency samples per backlog size
     keep: bool
+    settings: str  # DJANGO_SETTINGS_MODULE for this script and the servers
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> "Config":
@@ -88,6 +89,8 @@ class Config:
         parser.add_argument("--backlogs", help="comma-separated backlog sizes (default 100,10000,100000; quick 100,10000)")
         parser.add_argument("--workers", type=int, default=1000, help="workers in the latency scenario")
         parser.add_argument("--keep", action="store_true", help="keep the temp directory (database, server logs)")
+        parser.add_argument("--settings", default="jobrouter.settings",
+                            help="Django settings module for the servers (to compare a variant, e.g. other middleware)")
         args = parser.parse_args(argv)
         quick = args.quick
         backlogs = (
@@ -106,6 +109,7 @@ class Config:
             workers=args.workers,
             samples=args.samples or (15 if quick else 50),
             keep=args.keep,
+            settings=args.settings,
         )
 
 
@@ -118,10 +122,10 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 
 
-def prepare_environment(tmp: Path) -> dict[str, str]:
+def prepare_environment(tmp: Path, settings_module: str) -> dict[str, str]:
     """Point this process (and, through the returned env, the servers) at a fresh database."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    os.environ["DJANGO_SETTINGS_MODULE"] = "jobrouter.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ["JOBROUTER_ACCESS_KEY"] = key
     os.environ["JOBROUTER_VAR_DIR"] = str(tmp)  # nothing may land in the repo's var/
@@ -831,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     tmp = Path(tempfile.mkdtemp(prefix="jobrouter-bench-"))
-    env = prepare_environment(tmp)
+    env = prepare_environment(tmp, cfg.settings)
     key = env["JOBROUTER_ACCESS_KEY"]
     servers: Servers | None = None
     ok = False
@@ -846,7 +850,8 @@ def main(argv: list[str] | None = None) -> int:
         setup_django()
         servers = Servers(env, tmp)
         servers.start()
-        log(f"  server: daphne {ASGI_APP} on {servers.endpoint} + manage.py qcluster, one SQLite file")
+        log(f"  server: daphne {ASGI_APP} on {servers.endpoint} + manage.py qcluster, one SQLite file"
+            f"{'' if cfg.settings == 'jobrouter.settings' else ', settings ' + cfg.settings}")
 
         log(
             f"\n[1/2] Throughput, {cfg.threads} client threads, {cfg.rounds} interleaved rounds"

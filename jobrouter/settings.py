@@ -190,7 +190,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times socket reads out after 5 s by default, the same 5 s that
+            # channels-redis blocks on BZPOPMIN for: under load the read loses the race and the
+            # consumer dies. A longer read timeout leaves the blocking pop to end first.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
 else:

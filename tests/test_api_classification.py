@@ -67,6 +67,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -170,12 +171,15 @@ def job_in_policy(client, job_id, policy_id, labels=None, **kwargs):
 
 def settled(client, job_id, timeout=10.0):
     """The job once classification is over (queued or classificationFailed)."""
-    return eventually(
-        lambda: (j := client.get_job(job_id)).status
-        in (RouterJobStatus.QUEUED, RouterJobStatus.CLASSIFICATION_FAILED)
-        and j,
-        timeout=timeout,
-    )
+    try:
+        return eventually(
+            lambda: (j := client.get_job(job_id)).status
+            in (RouterJobStatus.QUEUED, RouterJobStatus.CLASSIFICATION_FAILED)
+            and j,
+            timeout=timeout,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; job now: {dict(client.get_job(job_id))}") from None
 
 
 def queued(client, job_id, timeout=10.0):
@@ -656,14 +660,10 @@ def test_function_answering_json_that_is_not_selectors_fails_classification(admi
 # --- webhook rules with OAuth2 client credentials ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: the OAuth2 token cache (_tokens in routing/services/remote_rules.py::_token) lives in "
-    "process memory, but webhook classifications run as django-q tasks spread over the qcluster's "
-    "worker processes (Q_CLUSTER workers=2), so each process fetches its own token: 2 token "
-    "requests for 4 classifications instead of 1",
-    strict=True,
-)
-def test_webhook_rule_fetches_an_oauth2_token_once_and_sends_it_as_bearer(admin_client, client, queues, http_endpoint):
+def oauth_routes(http_endpoint, hook_delay=0.0):
+    """A token endpoint (client credentials router-app / s3cret → tok-1) and a webhook at /hook
+    that requires `Bearer tok-1` and answers a Region selector from the job labels."""
+
     def token(rec):
         form = rec.form()
         auth_ok = form.get("client_id") == "router-app" and form.get("client_secret") == "s3cret"
@@ -674,31 +674,49 @@ def test_webhook_rule_fetches_an_oauth2_token_once_and_sends_it_as_bearer(admin_
     def hook(rec):
         if rec.headers.get("authorization") != "Bearer tok-1":
             return 401, {"error": "unauthorized"}
+        time.sleep(hook_delay)
         return 200, {"value": [{"key": "Region", "labelOperator": "equal", "value": rec.json()["job"]["Region"]}]}
 
     http_endpoint.routes["/oauth/token"] = token
     http_endpoint.routes["/hook"] = hook
-    rule = WebhookRouterRule(
+    return WebhookRouterRule(
         authorization_server_uri=http_endpoint.url("/oauth/token"),
         client_credential=OAuth2WebhookClientCredential(client_id="router-app", client_secret="s3cret"),
         webhook_uri=http_endpoint.url("/hook"),
     )
+
+
+def test_webhook_rule_gets_a_client_credentials_token_and_sends_it_as_bearer(admin_client, client, queues, http_endpoint):
+    rule = oauth_routes(http_endpoint)
     policy(admin_client, "cp", queue_selector_attachments=[RuleEngineQueueSelectorAttachment(rule=rule)])
+    job_in_policy(client, "j1", "cp", {"Region": "US"})
+    assert queued(client, "j1").queue_id == "q-us"
+    job_in_policy(client, "j2", "cp", {"Region": "EU"})
+    assert queued(client, "j2").queue_id == "q-eu"
 
-    # Classified one after another; four rather than two so that a per-process cache cannot
-    # pass by luck.
-    regions = ["US", "EU", "US", "EU"]
-    for i, region in enumerate(regions):
-        job_in_policy(client, f"j{i}", "cp", {"Region": region})
-        assert queued(client, f"j{i}").queue_id == f"q-{region.lower()}"
-
-    hooks = http_endpoint.calls("/hook")
-    assert [h.json() for h in hooks] == [{"job": {"Region": r}} for r in regions]
-    assert all(h.headers["authorization"] == "Bearer tok-1" for h in hooks)
     token_calls = http_endpoint.calls("/oauth/token")
+    assert len(token_calls) == 1
     assert token_calls[0].headers["content-type"].startswith("application/x-www-form-urlencoded")
     assert token_calls[0].form()["grant_type"] == "client_credentials"
-    assert len(token_calls) == 1, "the token must be cached between classifications"
+    hooks = http_endpoint.calls("/hook")
+    assert [h.json() for h in hooks] == [{"job": {"Region": "US"}}, {"job": {"Region": "EU"}}]
+    assert all(h.headers["authorization"] == "Bearer tok-1" for h in hooks)
+    assert all(h.headers["content-type"].startswith("application/json") for h in hooks)
+
+
+def test_webhook_token_is_fetched_once_for_two_classifications(admin_client, client, queues, http_endpoint):
+    # The first webhook call is slow, so the second classification overlaps it and is run by
+    # another background process (Q_CLUSTER workers=2): the cache must be shared between
+    # processes. The token was cached before the first webhook call began.
+    rule = oauth_routes(http_endpoint, hook_delay=1.5)
+    policy(admin_client, "cp", queue_selector_attachments=[RuleEngineQueueSelectorAttachment(rule=rule)])
+    job_in_policy(client, "j1", "cp", {"Region": "US"})
+    eventually(lambda: len(http_endpoint.calls("/hook")) == 1)
+    job_in_policy(client, "j2", "cp", {"Region": "EU"})
+    assert queued(client, "j1").queue_id == "q-us"
+    assert queued(client, "j2").queue_id == "q-eu"
+    assert all(h.headers["authorization"] == "Bearer tok-1" for h in http_endpoint.calls("/hook"))
+    assert len(http_endpoint.calls("/oauth/token")) == 1, "the token must be cached between classifications"
 
 
 def test_webhook_with_rejected_client_credentials_fails_classification(admin_client, client, queues, http_endpoint):
