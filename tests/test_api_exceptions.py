@@ -337,14 +337,6 @@ def test_reclassify_action_without_policy_id_uses_the_jobs_current_policy(admin_
     assert client.get_job("j1").queue_id == "q-1"
 
 
-@pytest.mark.xfail(
-    reason="BUG: the rule fires in a loop (visits 1, 2, 3, 4, ... within ~0.1 s). The reclassify action "
-    "classifies the job back into the same queue; routing/services/classification.py::job_classify calls "
-    "enter_queue(keep_enqueued_at=True), which starts a new queue visit and re-arms the waitTime rule "
-    "(routing/services/exceptions.py::arm_exception_rules) with due = the kept enqueuedAt + threshold, "
-    "already past, so the timer fires at once, reclassifies again, and so on",
-    strict=True,
-)
 def test_wait_time_escalation_that_keeps_the_job_in_its_queue_fires_once(admin_client, client):
     # Escalation by priority only: the reclassify action's policy puts the job back in the same
     # queue with a higher priority. The rule must not fire again and again.
@@ -367,3 +359,23 @@ def test_wait_time_escalation_that_keeps_the_job_in_its_queue_fires_once(admin_c
         time.sleep(0.1)
     job = client.get_job("j1")
     assert (job.status, job.queue_id, fired_rules(job)) == (RouterJobStatus.QUEUED, "q-1", ["escalate"])
+
+
+def test_queue_length_escalation_that_keeps_the_job_in_its_queue_fires_once(admin_client, client):
+    setup(admin_client, [queue_length_rule("busy", ReclassifyExceptionAction(labels_to_upsert={"Busy": True}))], others=())
+    admin_client.upsert_classification_policy(
+        "cp",
+        ClassificationPolicy(fallback_queue_id="q-1", prioritization_rule=ExpressionRouterRule(expression="If(job.Busy = true, 5, 1)")),
+    )
+    client.upsert_job("j1", RouterJob(channel_id=CHANNEL, classification_policy_id="cp"))
+    eventually(lambda: client.get_job("j1").status == RouterJobStatus.QUEUED)
+    client.upsert_job("j2", RouterJob(channel_id=CHANNEL, classification_policy_id="cp"))
+    eventually(lambda: client.get_job("j2").priority == 5)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        fired = triggers(client.get_job("j2"))
+        assert len(fired) == 1, f"fired {len(fired)} times (visits {[t['visit'] for t in fired][:6]}...)"
+        time.sleep(0.1)
+    job = client.get_job("j2")
+    assert (job.status, job.queue_id, job.labels) == (RouterJobStatus.QUEUED, "q-1", {"Busy": True})
+    assert triggers(client.get_job("j1")) == []

@@ -61,7 +61,7 @@ def job_classify(*, job_id: str, now: datetime | None = None) -> str | None:
     """Classify a pendingClassification job; returns its new status (None if nothing was done).
 
     Success: queue, priority and attached worker selectors from the policy, then `queued` (a new
-    queue visit; the enqueue time is kept when the queue did not change). Failure (no queue, a
+    queue visit, unless the job stays in the queue it was visiting). Failure (no queue, a
     rule error, an HTTP failure): `classificationFailed`, with the reason in
     `classification_error`.
     """
@@ -113,7 +113,7 @@ def job_classify(*, job_id: str, now: datetime | None = None) -> str | None:
             return job.status
         job.attached_worker_selectors = stamp_selectors(selectors, now)
         refresh_expedite(job, now)
-        enter_queue(job, now, keep_enqueued_at=same_queue)
+        enter_queue(job, now, same_queue=same_queue)
         job.touch(now)
         job.save()
         _arm_selector_expiry(job, job.attached_worker_selectors)

@@ -88,6 +88,7 @@ def exception_rule_fire(*, job_id: str, rule_id: str, visit: int, now: datetime 
                 return True
             if kind == "manualReclassify":
                 revoke_offers(Q(job_id=job.pk), now)
+                previous_queue = job.queue_id
                 if action.get("queueId"):
                     if not Queue.objects.filter(pk=action["queueId"]).exists():
                         continue
@@ -100,7 +101,7 @@ def exception_rule_fire(*, job_id: str, rule_id: str, visit: int, now: datetime 
                     )
                     _arm_selector_expiry(job, job.attached_worker_selectors)
                 refresh_expedite(job, now)
-                enter_queue(job, now)
+                enter_queue(job, now, same_queue=job.queue_id == previous_queue)
             elif kind == "reclassify":
                 job.labels = {**job.labels, **(action.get("labelsToUpsert") or {})}
                 if action.get("classificationPolicyId"):

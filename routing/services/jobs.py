@@ -215,17 +215,22 @@ def _activate(job: Job, now: datetime, request_classification) -> None:
         after_commit(job_enqueue, job_id=job.pk)
 
 
-def enter_queue(job: Job, now: datetime, *, keep_enqueued_at: bool = False) -> None:
-    """Put a locked job in its queue: status queued, a new queue visit, exception rules armed
-    (queueLength checked after commit, waitTime as stored timers), matching after commit.
-    The caller saves the job."""
+def enter_queue(job: Job, now: datetime, *, same_queue: bool = False) -> None:
+    """Put a locked job in its queue: status queued and matching after commit. The caller saves.
+
+    A job arriving in a queue starts a new visit: enqueuedAt = now and the queue's exception
+    rules are armed (queueLength checked after commit, waitTime as stored timers). A job put back
+    in the queue it was already visiting (`same_queue`: reclassified or manually reclassified
+    without a queue change) continues that visit: it keeps its place and its rules are not armed
+    again, so a rule whose action keeps the job in its queue fires once, not in a loop.
+    """
     from routing.services.exceptions import arm_exception_rules
 
     job.status = JobStatus.QUEUED
-    if not (keep_enqueued_at and job.enqueued_at):
+    if not (same_queue and job.enqueued_at and job.queue_visit):
         job.enqueued_at = now
-    job.queue_visit += 1
-    arm_exception_rules(job, now)
+        job.queue_visit += 1
+        arm_exception_rules(job, now)
     notify_changed(jobs=[job.pk])
     after_commit(match_job, job_id=job.pk)
 
