@@ -198,6 +198,11 @@ class Job(RouterResource):
             models.Index(
                 fields=["queue", "status", "-expedite", "-priority", "enqueued_at"], name="job_queue_order"
             ),
+            # What a freed worker is offered next: one index-ordered stream per (queue, channel).
+            models.Index(
+                fields=["queue", "status", "channel_id", "-expedite", "-priority", "enqueued_at", "id"],
+                name="job_match_order",
+            ),
             models.Index(fields=["status", "channel_id"], name="job_status_channel"),
             models.Index(fields=["scheduled_at"], name="job_scheduled_at"),
         ]

@@ -54,6 +54,17 @@ def redis_url():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.fixture
+def only_these_processes(request):
+    """The session's shared server processes run on the same database; their background worker
+    would claim this test's timers (and, configured without Redis, announce them where a Redis
+    deployment's desks cannot hear). Pause it for the test."""
+    router = request.getfixturevalue("router")
+    router.stop_worker()
+    yield
+    router.worker = router.start_worker()
+
+
 def _agent_cookie() -> str:
     user = User.objects.create_user("alice", password="pw")
     factories.worker("alice", queues=("q1",))
@@ -102,7 +113,7 @@ def _scenario(processes: RouterProcesses) -> None:
     assert gone["worker"]["state"] == "inactive"
 
 
-def test_push_crosses_processes_without_redis(django_db_setup):
+def test_push_crosses_processes_without_redis(django_db_setup, only_these_processes):
     processes = RouterProcesses(server_env(), servers=2)
     try:
         _scenario(processes)
@@ -110,7 +121,7 @@ def test_push_crosses_processes_without_redis(django_db_setup):
         processes.stop()
 
 
-def test_push_crosses_processes_with_redis(django_db_setup, redis_url):
+def test_push_crosses_processes_with_redis(django_db_setup, redis_url, only_these_processes):
     env = server_env()
     env["REDIS_URL"] = redis_url
     processes = RouterProcesses(env, servers=2)

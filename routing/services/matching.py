@@ -9,7 +9,8 @@ Two entry points, both run after the commit of whatever made a match possible:
 
 Cost per decision is bounded by indexes: candidate workers come from (queue_id, worker) and
 (channel_id, worker) memberships and only their open offers and assignments are summed; queued
-jobs come from the (queue, status, expedite, priority, enqueued_at) index.
+jobs are read in index order per (queue, channel), from the (queue, status, channel, expedite,
+priority, enqueued_at, id) index, and merged.
 
 Locking: `match_job` ranks candidates with no transaction open (scoring rules may call out over
 HTTP), then locks the job row and each chosen worker row in turn (the same order as
@@ -20,6 +21,7 @@ filled up in the meantime, and two processes matching one job never exceed maxCo
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -214,7 +216,7 @@ def match_job(*, job_id: str, now: datetime | None = None) -> list[str]:
     job holds maxConcurrentOffers open offers or candidates run out. Each offer expires
     `offerExpiresAfterSeconds` after it is issued (a stored timer marks it expired).
     """
-    from routing.services.notify import notify_offer_issued
+    from routing.services.notify import notify_changed
 
     now = clock(now)
     offered: list[str] = []
@@ -261,8 +263,8 @@ def match_job(*, job_id: str, now: datetime | None = None) -> list[str]:
             offer = _issue_offer(locked, candidate.worker_id, cost, max_jobs, expires_at, now)
             if offer is not None:
                 offered.append(candidate.worker_id)
-                after_commit(notify_offer_issued, offer_id=offer.pk)
         if offered:
+            notify_changed(workers=offered, jobs=[job_id])
             Job.objects.filter(pk=job_id).update(etag=new_etag())
             if mode.get("kind") == "roundRobin":
                 Queue.objects.filter(pk=queue.pk).update(last_offered_worker_id=offered[-1])
@@ -288,6 +290,48 @@ def _issue_offer(
     return offer
 
 
+def _stream(queue_id: str, channel_id: str, chunk: int = 200) -> Iterable[Job]:
+    """Queued jobs of one queue on one channel in queue order, read in index order (the
+    job_match_order index) a chunk at a time."""
+    base = Job.objects.filter(queue_id=queue_id, status=JobStatus.QUEUED, channel_id=channel_id).order_by(
+        "-expedite", "-priority", "enqueued_at", "id"
+    )
+    offset = 0
+    while True:
+        page = list(base[offset : offset + chunk])
+        yield from page
+        if len(page) < chunk:
+            return
+        offset += chunk
+
+
+def _order_key(job: Job) -> tuple:
+    return (not job.expedite, -job.priority, job.enqueued_at, job.pk)
+
+
+def queued_jobs_for(queue_ids: list[str], channel_ids: list[str]) -> Iterable[Job]:
+    """Queued jobs a worker could serve, in the order it should get them: queue priority (seed
+    002 Q3), then expedited, job priority and enqueue time across the queues of equal priority.
+
+    Each (queue, channel) pair is one index-ordered stream, and the streams of a priority band
+    are merged lazily, so the cost grows with the jobs looked at, not with the backlog."""
+    priorities = dict(Queue.objects.filter(pk__in=queue_ids).values_list("pk", "priority"))
+    bands: dict[int, list[str]] = defaultdict(list)
+    for queue_id in queue_ids:
+        if queue_id in priorities:
+            bands[priorities[queue_id]].append(queue_id)
+    for priority in sorted(bands, reverse=True):
+        streams = [_stream(q, c) for q in bands[priority] for c in channel_ids]
+        yield from heapq.merge(*streams, key=_order_key)
+
+
+def queue_modes(queue_ids: Iterable[str]) -> dict[str, dict]:
+    return {
+        queue_id: mode or {}
+        for queue_id, mode in Queue.objects.filter(pk__in=list(queue_ids)).values_list("pk", "distribution_policy__mode")
+    }
+
+
 def match_worker(*, worker_id: str, now: datetime | None = None) -> int:
     """Offer a worker the next jobs it can take, in queue order; returns offers it received.
 
@@ -311,20 +355,15 @@ def match_worker(*, worker_id: str, now: datetime | None = None) -> int:
         .filter(Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now))
         .values_list("job_id", flat=True)
     )
+    modes = queue_modes(queue_ids)
     received = 0
-    jobs = (
-        Job.objects.filter(status=JobStatus.QUEUED, queue_id__in=queue_ids, channel_id__in=list(channels))
-        .select_related("queue__distribution_policy")
-        .order_by("-queue__priority", "-expedite", "-priority", "enqueued_at", "id")
-    )
-    for job in _chunked(jobs):
+    for job in queued_jobs_for(queue_ids, list(channels)):
         if job.pk in declined:
             continue
         cost, max_jobs = channels[job.channel_id]
         if not fits(capacity=worker.capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
             continue
-        mode = (job.queue.distribution_policy.mode if job.queue and job.queue.distribution_policy else None) or {}
-        if not mode.get("bypassSelectors") and not all_match(job_selectors(job, now), worker.labels):
+        if not modes.get(job.queue_id, {}).get("bypassSelectors") and not all_match(job_selectors(job, now), worker.labels):
             continue
         if worker_id in match_job(job_id=job.pk, now=now):
             received += 1
@@ -335,18 +374,6 @@ def match_worker(*, worker_id: str, now: datetime | None = None) -> int:
             ):
                 break
     return received
-
-
-def _chunked(queryset, size: int = 500) -> Iterable[Job]:
-    # Re-slicing instead of a server-side cursor: match_job commits between jobs, and a cursor
-    # held open across those commits would pin a SQLite read snapshot.
-    offset = 0
-    while True:
-        page = list(queryset[offset : offset + size])
-        yield from page
-        if len(page) < size:
-            return
-        offset += size
 
 
 def match_queue(*, queue_id: str, now: datetime | None = None) -> None:
@@ -362,15 +389,18 @@ def revoke_offers(offers: Q, now: datetime) -> list[tuple[str, str]]:
     """Revoke the open offers selected by `offers`; returns (offer id, job id) of those revoked.
 
     Compare-and-set on status: an offer accepted or expired concurrently is left alone."""
-    from routing.services.notify import notify_offer_ended
+    from routing.services.notify import notify_changed
 
     targets = list(Offer.objects.filter(offers, status=OfferStatus.OPEN).values_list("id", "job_id", "worker_id"))
     revoked = []
+    workers = []
     for offer_id, job_id, worker_id in targets:
         if Offer.objects.filter(pk=offer_id, status=OfferStatus.OPEN).update(
             status=OfferStatus.REVOKED, ended_at=now
         ):
             revoked.append((str(offer_id), job_id))
+            workers.append(worker_id)
             Worker.objects.filter(pk=worker_id).update(etag=new_etag())
-            after_commit(notify_offer_ended, offer_id=offer_id)
+    if revoked:
+        notify_changed(workers=workers, jobs=[job_id for _, job_id in revoked])
     return revoked

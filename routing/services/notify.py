@@ -1,8 +1,9 @@
 """Live notifications of router changes (agent desks, waiting rooms, the supervisor view).
 
-Domain operations call `notify_changed(...)` inside their transaction; it registers one
-after-commit step that (1) writes a RouterEvent row per topic and (2) sends a `router.event`
-message to the matching Channels group. With Redis as the channel layer (REDIS_URL) the message
+Domain operations call `notify_changed(...)` inside their transaction; it writes a RouterEvent
+row per topic in that same transaction (no extra write transaction; rolled back with it) and
+registers one after-commit step that sends a `router.event` message to each matching Channels
+group, all in one hop to the event loop. With Redis as the channel layer (REDIS_URL) the message
 reaches every process directly; with the in-memory layer it reaches this process only, and the
 relay in each web process (`agents.relay`) forwards rows written by other processes. Listeners
 re-read state from the database on every event, so a lost or duplicated message costs a refresh,
@@ -21,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from routing.models import Job, Offer, RouterEvent
+from routing.models import Job, RouterEvent
 
 logger = logging.getLogger("routing.notify")
 
@@ -54,43 +55,41 @@ def topics_for(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues:
     return sorted(topics)
 
 
-def publish(topics: list[str]) -> None:
-    """Write the event rows and send them on the channel layer (after commit)."""
+def record(topics: list[str]) -> list[RouterEvent]:
+    """Write the event rows (in the caller's transaction, if any)."""
     now = timezone.now()
-    events = RouterEvent.objects.bulk_create(
-        [RouterEvent(topic=t, origin=ORIGIN, created_at=now) for t in topics]
-    )
-    send_local(events)
+    return RouterEvent.objects.bulk_create([RouterEvent(topic=t, origin=ORIGIN, created_at=now) for t in topics])
+
+
+def publish(topics: list[str]) -> None:
+    """Write the event rows and send them on the channel layer now."""
+    send_local(record(topics))
+
+
+async def _send_all(layer, messages: list[tuple[str, dict]]) -> None:
+    for group, message in messages:
+        await layer.group_send(group, message)
 
 
 def send_local(events: Iterable[RouterEvent]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    messages = []
     for event in events:
         message: RouterEventMessage = {"type": "router.event", "topic": event.topic, "eventId": event.pk or 0}
-        try:
-            async_to_sync(layer.group_send)(group_for(event.topic), dict(message))
-        except Exception:
-            # A push that cannot be sent is caught up by the listeners' own refresh.
-            logger.warning("could not send %s", event.topic, exc_info=True)
+        messages.append((group_for(event.topic), dict(message)))
+    if not messages:
+        return
+    try:
+        async_to_sync(_send_all)(layer, messages)
+    except Exception:
+        # A push that cannot be sent is caught up by the listeners' own refresh.
+        logger.warning("could not send %d router events", len(messages), exc_info=True)
 
 
 def notify_changed(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()) -> None:
     """Announce, after the current transaction commits, that these workers, jobs (and their
     queues) and queues changed."""
-    workers, jobs, queues = list(workers), list(jobs), list(queues)
-
-    def send() -> None:
-        publish(topics_for(workers=workers, jobs=jobs, queues=queues))
-
-    transaction.on_commit(send, robust=True)
-
-
-def notify_offer_issued(*, offer_id) -> None:
-    offer = Offer.objects.filter(pk=offer_id).values("worker_id", "job_id").first()
-    if offer:
-        publish(topics_for(workers=[offer["worker_id"]], jobs=[offer["job_id"]]))
-
-
-notify_offer_ended = notify_offer_issued
+    events = record(topics_for(workers=workers, jobs=jobs, queues=queues))
+    transaction.on_commit(lambda: send_local(events), robust=True)

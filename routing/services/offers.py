@@ -24,7 +24,7 @@ from routing.models import (
 )
 from routing.services.common import after_commit, clock
 from routing.services.matching import match_job, match_worker, revoke_offers
-from routing.services.notify import notify_changed, notify_offer_ended
+from routing.services.notify import notify_changed
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def offer_decline(
             RouterTimer.objects.create(kind=TimerKind.DECLINE_RETRY, target_id=offer.job_id, due_at=retry_offer_at)
         Worker.objects.filter(pk=worker_id).update(etag=new_etag())
         Job.objects.filter(pk=offer.job_id).update(etag=new_etag())
-        after_commit(notify_offer_ended, offer_id=oid)
+        notify_changed(workers=[worker_id], jobs=[offer.job_id])
         after_commit(match_job, job_id=offer.job_id)
         after_commit(match_worker, worker_id=worker_id)
 
@@ -141,7 +141,7 @@ def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
         Job.objects.filter(pk=offer["job_id"]).update(etag=new_etag())
         if worker is not None:
             worker_deregister_locked(worker, now)
-        after_commit(notify_offer_ended, offer_id=oid)
+        notify_changed(workers=[offer["worker_id"]], jobs=[offer["job_id"]])
         after_commit(match_job, job_id=offer["job_id"])
     return True
 

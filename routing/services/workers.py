@@ -201,7 +201,7 @@ def worker_request_job(*, worker_id: str, now: datetime | None = None):
     from routing.errors import NotFound
     from routing.models import Job, JobStatus
     from routing.engine.selectors import all_match
-    from routing.services.matching import fits, job_selectors, load_of, _chunked
+    from routing.services.matching import fits, job_selectors, load_of, queue_modes, queued_jobs_for
     from routing.services.offers import AcceptResult, assign_locked
 
     now = clock(now)
@@ -215,20 +215,15 @@ def worker_request_job(*, worker_id: str, now: datetime | None = None):
         .filter(Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now))
         .values_list("job_id", flat=True)
     )
-    jobs = (
-        Job.objects.filter(status=JobStatus.QUEUED, queue_id__in=queue_ids, channel_id__in=list(channels))
-        .select_related("queue__distribution_policy")
-        .order_by("-queue__priority", "-expedite", "-priority", "enqueued_at", "id")
-    )
+    modes = queue_modes(queue_ids)
     load = load_of(worker_id, now)
-    for job in _chunked(jobs):
+    for job in queued_jobs_for(queue_ids, list(channels)):
         cost, max_jobs = channels[job.channel_id]
         if job.pk in declined or not fits(
             capacity=worker.capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs
         ):
             continue
-        mode = (job.queue.distribution_policy.mode if job.queue and job.queue.distribution_policy else None) or {}
-        if not mode.get("bypassSelectors") and not all_match(job_selectors(job, now), worker.labels):
+        if not modes.get(job.queue_id, {}).get("bypassSelectors") and not all_match(job_selectors(job, now), worker.labels):
             continue
         with transaction.atomic():
             locked = Job.objects.select_for_update().filter(pk=job.pk, status=JobStatus.QUEUED).first()
