@@ -479,48 +479,37 @@ class JobAdmin(admin.ModelAdmin):
         self.message_user(request, f"Cancelled {done} job(s).")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows only domain operations write: the admin lists and shows them, never edits them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
+class OfferAdmin(ReadOnlyAdmin):
     list_display = ("id", "job", "worker", "status", "offered_at", "expires_at", "ended_at")
     list_filter = ("status", "channel_id")
     search_fields = ("job__id", "worker__id")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyAdmin):
     list_display = ("id", "job", "worker", "channel_id", "assigned_at", "completed_at", "closed_at")
     list_filter = ("channel_id",)
     search_fields = ("job__id", "worker__id")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(RouterTimer)
-class RouterTimerAdmin(admin.ModelAdmin):
+class RouterTimerAdmin(ReadOnlyAdmin):
     list_display = ("kind", "target_id", "due_at", "fired_at")
     list_filter = ("kind",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 for _cls in (DistributionPolicyAdmin, ClassificationPolicyAdmin, ExceptionPolicyAdmin, QueueAdmin):
