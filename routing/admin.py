@@ -140,6 +140,30 @@ def describe_rule(rule: dict | None) -> str:
     return str(kind)
 
 
+def describe_attachment(a: dict, selectors_key: str, single_key: str) -> str:
+    """One queue/worker selector attachment in words, e.g. "if job.vip = true → tier equal 1"."""
+    kind = a.get("kind")
+    if kind == "static":
+        return f"always: {describe_selector(a.get(single_key) or {})}"
+    if kind == "conditional":
+        selectors = "; ".join(describe_selector(x) for x in a.get(selectors_key) or [])
+        return f"if {describe_rule(a.get('condition'))} → {selectors}"
+    if kind == "passThrough":
+        text = f"pass through: {a.get('key')} {a.get('labelOperator')} job.{a.get('key')}"
+        if a.get("expiresAfterSeconds") is not None:
+            text += f" (expires after {a['expiresAfterSeconds']} s)"
+        return text
+    if kind == "ruleEngine":
+        return f"selectors from {describe_rule(a.get('rule'))}"
+    if kind == "weightedAllocation":
+        parts = [
+            f"{alloc.get('weight', 0):.0%}: " + "; ".join(describe_selector(x) for x in alloc.get(selectors_key) or [])
+            for alloc in a.get("allocations") or []
+        ]
+        return "weighted: " + " | ".join(parts)
+    return str(kind)
+
+
 def describe_selector(s: dict) -> str:
     text = f"{s.get('key')} {s.get('labelOperator')} {json.dumps(s.get('value'))}"
     if s.get("expiresAfterSeconds") is not None:
@@ -198,21 +222,31 @@ class ClassificationPolicyAdmin(ServiceAdmin):
         "id", "name", "fallback_queue_id", "queue_selector_attachments", "prioritization_rule",
         "worker_selector_attachments",
     )
+    readonly_fields = ("queue_selection", "prioritization", "worker_selection")
 
-    @admin.display(description="queue selector attachments")
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        # The change page reads as sentences first; the JSON below is what is edited.
+        return (["queue_selection", "prioritization", "worker_selection"] if obj else []) + [
+            f for f in fields if f not in ("queue_selection", "prioritization", "worker_selection")
+        ]
+
+    @admin.display(description="queue selection")
     def queue_selection(self, obj):
         return format_html_join(
-            "", "<div>{}</div>", ((a.get("kind"),) for a in obj.queue_selector_attachments or [])
+            "", "<div>{}</div>",
+            ((describe_attachment(a, "queueSelectors", "queueSelector"),) for a in obj.queue_selector_attachments or []),
         ) or "—"
 
-    @admin.display(description="prioritization rule")
+    @admin.display(description="prioritization")
     def prioritization(self, obj):
         return describe_rule(obj.prioritization_rule)
 
-    @admin.display(description="worker selector attachments")
+    @admin.display(description="worker selection")
     def worker_selection(self, obj):
         return format_html_join(
-            "", "<div>{}</div>", ((a.get("kind"),) for a in obj.worker_selector_attachments or [])
+            "", "<div>{}</div>",
+            ((describe_attachment(a, "workerSelectors", "workerSelector"),) for a in obj.worker_selector_attachments or []),
         ) or "—"
 
     def to_patch(self, data):
@@ -238,9 +272,26 @@ class ExceptionPolicyAdmin(ServiceAdmin):
     list_display = ("id", "name", "rules")
     search_fields = ("id", "name")
     fields = ("id", "name", "exception_rules")
+    readonly_fields = ("rules",)
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "rules"]
+        return (["rules"] if obj else []) + fields
 
     @admin.display(description="rules")
     def rules(self, obj):
+        def action_text(a):
+            kind = a.get("kind")
+            if kind == "cancel":
+                return "cancel" + (f" ({a['dispositionCode']})" if a.get("dispositionCode") else "")
+            if kind == "manualReclassify":
+                parts = [f"queue {a['queueId']}" if a.get("queueId") else "", f"priority {a['priority']}" if a.get("priority") is not None else ""]
+                return "move to " + ", ".join(p for p in parts if p) if any(parts) else "manual reclassify"
+            labels = ", ".join(f"{k}={v}" for k, v in (a.get("labelsToUpsert") or {}).items())
+            return "reclassify" + (f" with {labels}" if labels else "") + (
+                f" by {a['classificationPolicyId']}" if a.get("classificationPolicyId") else ""
+            )
+
         def line(rule):
             trigger = rule.get("trigger", {})
             when = (
@@ -248,7 +299,7 @@ class ExceptionPolicyAdmin(ServiceAdmin):
                 if trigger.get("kind") == "queueLength"
                 else f"waited {trigger.get('thresholdSeconds')} s"
             )
-            actions = ", ".join(a.get("kind", "?") for a in rule.get("actions", []))
+            actions = ", then ".join(action_text(a) for a in rule.get("actions", []))
             return (rule.get("id"), when, actions)
 
         return format_html_join("", "<div><b>{}</b>: when {} → {}</div>", (line(r) for r in obj.exception_rules or []))

@@ -79,3 +79,35 @@ def test_job_list_filters_by_status_and_queue_and_cancel_action_uses_domain(supe
     job = Job.objects.get(pk="j1")
     assert job.status == JobStatus.CANCELLED
     assert job.disposition_code == "Cancelled"
+
+
+def test_policies_read_as_sentences_in_the_admin(supervisor):
+    from routing.services.policies import classification_policy_upsert, exception_policy_upsert
+
+    factories.queue_with_policy("q1")
+    classification_policy_upsert(policy_id="cp1", patch={
+        "queueSelectorAttachments": [{"kind": "conditional", "condition": {"kind": "expression", "expression": "job.vip = true"},
+                                      "queueSelectors": [{"key": "Id", "labelOperator": "equal", "value": "q1"}]}],
+        "prioritizationRule": {"kind": "static", "value": 10},
+        "workerSelectorAttachments": [{"kind": "passThrough", "key": "language", "labelOperator": "equal",
+                                       "expiresAfterSeconds": 30}],
+    })
+    exception_policy_upsert(policy_id="ep1", patch={"exceptionRules": [{
+        "id": "slow", "trigger": {"kind": "waitTime", "thresholdSeconds": 60},
+        "actions": [{"kind": "manualReclassify", "queueId": "q1", "priority": 9}, {"kind": "cancel", "dispositionCode": "TooLong"}],
+    }]})
+    page = supervisor.get("/admin/routing/classificationpolicy/cp1/change/").content.decode()
+    assert "if expression: job.vip = true → Id equal &quot;q1&quot;" in page
+    assert "static: 10" in page
+    assert "pass through: language equal job.language (expires after 30 s)" in page
+    listing = supervisor.get("/admin/routing/exceptionpolicy/").content.decode()
+    assert "when waited 60 s → move to queue q1, priority 9, then cancel (TooLong)" in listing
+
+
+def test_invalid_exception_policy_is_refused_with_the_api_message(supervisor):
+    response = supervisor.post("/admin/routing/exceptionpolicy/add/", {
+        "id": "ep-bad", "name": "bad",
+        "exception_rules": json.dumps([{"id": "r", "trigger": {"kind": "queueLength"}, "actions": []}]),
+    })
+    assert response.status_code == 200
+    assert "exceptionRules[0].trigger.threshold is required." in response.content.decode()
