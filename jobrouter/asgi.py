@@ -2,13 +2,17 @@
 
 import os
 
+import django
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobrouter.settings")
+django.setup(set_prefix=False)
+
+from jobrouter.handlers import SyncChainASGIHandler  # noqa: E402
+
 # Static files (admin, desk) are served by the app itself: a self-hosted router should not need
 # a separate web server in front of it.
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+django_asgi_app = ASGIStaticFilesHandler(SyncChainASGIHandler())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
