@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from azure.communication.jobrouter.models import (
     CancelExceptionAction,

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from jobrouter.asgi import application
-from routing.models import Job, JobStatus, Offer, OfferStatus, Worker
+from routing.models import Job, JobStatus, Offer, OfferStatus
 from routing.services.customers import waiting_room_link
 from routing.services.jobs import job_cancel
 from routing.services.offers import offer_accept

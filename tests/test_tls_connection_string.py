@@ -3,7 +3,6 @@ serving TLS, the client trusting the certificate — works with the unmodified S
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

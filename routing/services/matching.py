@@ -53,7 +53,7 @@ from routing.models import (
     WorkerQueue,
     new_etag,
 )
-from routing.services.common import after_commit, clock
+from routing.services.common import clock
 
 logger = logging.getLogger("routing.matching")
 
