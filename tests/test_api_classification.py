@@ -33,12 +33,10 @@ from azure.communication.jobrouter.models import (
     PassThroughQueueSelectorAttachment,
     PassThroughWorkerSelectorAttachment,
     QueueWeightedAllocation,
-    RouterChannel,
     RouterJob,
     RouterJobStatus,
     RouterQueue,
     RouterQueueSelector,
-    RouterWorker,
     RouterWorkerSelector,
     RouterWorkerSelectorStatus,
     RuleEngineQueueSelectorAttachment,
@@ -54,6 +52,7 @@ from azure.communication.jobrouter.models import (
 )
 
 from tests.conftest import eventually
+from tests.sdk import add_worker, offered_jobs
 
 CHANNEL = "voice"
 
@@ -194,21 +193,8 @@ def failed(client, job_id, timeout=10.0):
     return job
 
 
-def add_worker(client, worker_id, queues, labels=None, capacity=1, available=True):
-    return client.upsert_worker(
-        worker_id,
-        RouterWorker(
-            capacity=capacity,
-            queues=list(queues),
-            labels=labels or {},
-            channels=[RouterChannel(channel_id=CHANNEL, capacity_cost_per_job=1)],
-            available_for_offers=available,
-        ),
-    )
 
 
-def offered_jobs(client, worker_id) -> list[str]:
-    return [o.job_id for o in client.get_worker(worker_id).offers]
 
 
 def sel(key, value, op=LabelOperator.EQUAL, **kwargs):

@@ -36,6 +36,7 @@ from azure.communication.jobrouter.models import (
 )
 
 from tests.conftest import eventually
+from tests.sdk import holds_for
 
 CHANNEL = "voice"
 
@@ -71,13 +72,6 @@ def parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def holds_for(check, seconds: float, interval: float = 0.1):
-    """Assert `check()` stays truthy for `seconds` (an effect that must NOT happen)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        assert value, f"condition stopped holding: {value!r}"
-        time.sleep(interval)
 
 
 def queue_length_rule(rule_id, *actions, threshold=1):

@@ -19,18 +19,17 @@ from azure.communication.jobrouter.models import (
     LabelOperator,
     LongestIdleMode,
     QueueAndMatchMode,
-    RouterChannel,
     RouterJob,
     RouterJobNote,
     RouterJobStatus,
     RouterQueue,
-    RouterWorker,
     RouterWorkerSelector,
     UnassignJobOptions,
 )
 
 from routing.api.auth import sign_request
 from tests.conftest import eventually
+from tests.sdk import add_worker
 
 API = "api-version=2023-11-01"
 
@@ -57,17 +56,6 @@ def setup_queue(admin_client, queue_id="q-1", policy_id="dp-1", expires=600, mod
     admin_client.upsert_queue(queue_id, RouterQueue(distribution_policy_id=policy_id))
 
 
-def add_worker(client, worker_id, queues=("q-1",), channel="voice", capacity=1, labels=None, available=True):
-    return client.upsert_worker(
-        worker_id,
-        RouterWorker(
-            capacity=capacity,
-            queues=list(queues),
-            labels=labels or {},
-            channels=[RouterChannel(channel_id=channel, capacity_cost_per_job=1)],
-            available_for_offers=available,
-        ),
-    )
 
 
 def offers_for(client, worker_id, job_id):

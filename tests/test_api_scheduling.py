@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 from azure.communication.jobrouter.models import (
@@ -13,11 +12,9 @@ from azure.communication.jobrouter.models import (
     LabelOperator,
     LongestIdleMode,
     QueueAndMatchMode,
-    RouterChannel,
     RouterJob,
     RouterJobStatus,
     RouterQueue,
-    RouterWorker,
     RouterWorkerSelector,
     RouterWorkerSelectorStatus,
     ScheduleAndSuspendMode,
@@ -28,6 +25,7 @@ from azure.communication.jobrouter.models import (
 )
 
 from tests.conftest import eventually
+from tests.sdk import add_worker, holds_for, offered_jobs
 
 CHANNEL = "voice"
 
@@ -46,30 +44,10 @@ def setup_queue(admin_client, queue_id="q-1", max_offers=1):
     admin_client.upsert_queue(queue_id, RouterQueue(distribution_policy_id="dp-1"))
 
 
-def add_worker(client, worker_id, queues=("q-1",), labels=None, available=True, capacity=1):
-    return client.upsert_worker(
-        worker_id,
-        RouterWorker(
-            capacity=capacity,
-            queues=list(queues),
-            labels=labels or {},
-            channels=[RouterChannel(channel_id=CHANNEL, capacity_cost_per_job=1)],
-            available_for_offers=available,
-        ),
-    )
 
 
-def offered_jobs(client, worker_id) -> list[str]:
-    return [o.job_id for o in client.get_worker(worker_id).offers]
 
 
-def holds_for(check, seconds: float, interval: float = 0.1):
-    """Assert `check()` stays truthy for `seconds` (an effect that must NOT happen)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        assert value, f"condition stopped holding: {value!r}"
-        time.sleep(interval)
 
 
 def status_of(client, job_id):
