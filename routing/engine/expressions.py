@@ -386,7 +386,9 @@ def _compare(op: str, left: _Value, right: _Value) -> bool:
     return _ORDERING[op](left, right)
 
 
-class _Compare(_Node):
+class _Binary(_Node):
+    """An operator with two operands (`op` is its source spelling)."""
+
     __slots__ = ("op", "left", "right")
 
     def __init__(self, pos: int, op: str, left: _Node, right: _Node) -> None:
@@ -394,6 +396,10 @@ class _Compare(_Node):
         self.op = op
         self.left = left
         self.right = right
+
+
+class _Compare(_Binary):
+    __slots__ = ()
 
     def eval(self, ctx: _Context) -> _Value:
         return _compare(self.op, self.left.eval(ctx), self.right.eval(ctx))
@@ -429,14 +435,8 @@ def _arith(op: str, a: int | float, b: int | float, position: int) -> int | floa
         raise _EvalFailure("Numeric overflow", position, str(exc)) from None
 
 
-class _Arith(_Node):
-    __slots__ = ("op", "left", "right")
-
-    def __init__(self, pos: int, op: str, left: _Node, right: _Node) -> None:
-        super().__init__(pos)
-        self.op = op
-        self.left = left
-        self.right = right
+class _Arith(_Binary):
+    __slots__ = ()
 
     def eval(self, ctx: _Context) -> _Value:
         what = f"'{self.op}'"
