@@ -158,3 +158,41 @@ def test_two_workers_freed_at_once_never_get_the_same_job():
     offers = open_offers()
     assert sorted(o.job_id for o in offers) == ["waiting1", "waiting2"]
     assert sorted(o.worker_id for o in offers) == ["w1", "w2"]
+
+
+def test_accepts_through_two_server_processes_give_exactly_one_assignment(django_db_setup, request):
+    """The same race over HTTP: 8 workers' offers for one job accepted at once through the
+    official SDK, split across two daphne processes."""
+    from azure.core.exceptions import HttpResponseError
+    from django.conf import settings
+
+    from tests.conftest import RouterProcesses, make_clients, server_env
+
+    request.getfixturevalue("router").stop_worker()  # the shared worker would also run timers here
+    processes = RouterProcesses(server_env(), servers=2)
+    try:
+        factories.queue_with_policy(max_offers=8)
+        for i in range(8):
+            factories.worker(f"w{i}")
+        factories.queued_job("j1")
+        offers = list(Offer.objects.filter(job_id="j1", status=OfferStatus.OPEN))
+        assert len(offers) == 8
+        clients = [make_clients(processes.endpoints()[i % 2], settings.JOBROUTER_ACCESS_KEY)[1] for i in range(8)]
+
+        def accept(i: int, offer: Offer):
+            try:
+                return clients[i].accept_job_offer(worker_id=offer.worker_id, offer_id=str(offer.pk))
+            except HttpResponseError as exc:
+                return exc
+
+        results = run_together(*[(lambda i=i, o=o: accept(i, o)) for i, o in enumerate(offers)])
+        winners = [r for r in results if not isinstance(r, Exception)]
+        assert len(winners) == 1, results
+        # Each loser finds its offer revoked by the winner's accept: the job is taken (409).
+        assert [r.status_code for r in results if isinstance(r, HttpResponseError)] == [409] * 7
+        assert Assignment.objects.filter(job_id="j1").count() == 1
+        assert Job.objects.get(pk="j1").status == JobStatus.ASSIGNED
+    finally:
+        processes.stop()
+        router = request.getfixturevalue("router")
+        router.worker = router.start_worker()
