@@ -11,6 +11,7 @@ import binascii
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -54,31 +55,52 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY") or "insecure-dev-key-" + "change-me-in-production" * 2
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# Local state (SQLite file, generated access key) lives here, outside version control.
+# Local state (SQLite file, generated keys) lives here, outside version control.
 VAR_DIR = Path(env_str("JOBROUTER_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def _generated_secret(name: str, filename: str, make) -> str:
+    """A secret from the environment, or generated once into var/<filename> (mode 600) so that
+    every process of this installation shares it and it survives restarts."""
+    value = env_str(name)
+    if value is not None:
+        return value
+    path = VAR_DIR / filename
+    if path.exists():
+        return path.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # Written whole to a temporary file, then linked into place: of two processes starting at
+    # once, exactly one link succeeds and both read the same complete value.
+    fd, temporary = tempfile.mkstemp(dir=VAR_DIR, prefix=f".{filename}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make() + "\n")
+        os.link(temporary, path)
+        print(f"{name} was not set; generated one in {path}", file=sys.stderr)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()
+
+
+# Signs sessions and waiting-room links: never a value known to anyone but this installation.
+SECRET_KEY = _generated_secret("DJANGO_SECRET_KEY", "secret-key", lambda: secrets.token_urlsafe(50))
 
 
 def _load_access_key() -> str:
     """The base64 HMAC key that clients sign requests with (ACS Job Router §1.2).
 
-    Read from JOBROUTER_ACCESS_KEY; when unset (development), a key is generated once and kept in
-    `var/access-key` so the web server and the background worker agree across restarts.
+    Read from JOBROUTER_ACCESS_KEY; when unset (development), a key is generated once into
+    `var/access-key`, shared by the web server and the background worker across restarts.
     Raises ImproperlyConfigured when the value is not valid base64.
     """
-    key = env_str("JOBROUTER_ACCESS_KEY")
-    if key is None:
-        key_file = VAR_DIR / "access-key"
-        if key_file.exists():
-            key = key_file.read_text().strip()
-        else:
-            VAR_DIR.mkdir(parents=True, exist_ok=True)
-            key = base64.b64encode(secrets.token_bytes(32)).decode()
-            key_file.write_text(key + "\n")
-            print(f"JOBROUTER_ACCESS_KEY was not set; generated one in {key_file}", file=sys.stderr)
+    key = _generated_secret(
+        "JOBROUTER_ACCESS_KEY", "access-key", lambda: base64.b64encode(secrets.token_bytes(32)).decode()
+    )
     try:
         base64.b64decode(key, validate=False)
     except binascii.Error as exc:

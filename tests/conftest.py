@@ -118,6 +118,8 @@ def server_env() -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = _database_url(connection.settings_dict)
     env["JOBROUTER_ACCESS_KEY"] = settings.JOBROUTER_ACCESS_KEY
+    # Sessions made by the test process (force_login) must verify in the servers.
+    env["DJANGO_SECRET_KEY"] = settings.SECRET_KEY
     env["JOBROUTER_TIMER_POLL_SECONDS"] = "0.05"
     # Function and webhook rules in tests talk to plain-http servers on loopback.
     env["JOBROUTER_ALLOW_HTTP_WEBHOOKS"] = "1"
