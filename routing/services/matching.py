@@ -29,7 +29,21 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import (
+    Case,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 
 from routing.engine.distribution import (
     Candidate,
@@ -180,6 +194,91 @@ def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candi
     return candidates, costs
 
 
+# How many candidates to rank beyond the free offer slots, in case some fill up or deregister
+# between ranking and the locked re-check.
+RANKING_MARGIN = 3
+RANKING_PAGE = 50
+
+
+def ranked_candidates(
+    job: Job, mode: dict, now: datetime, *, last_offered_worker_id: str | None, want: int
+) -> tuple[list[Candidate], dict[str, tuple[int, int | None]]]:
+    """The first `want` eligible workers for `job` in longestIdle or roundRobin order.
+
+    The database ranks the queue's available members (worker priority in the queue first, then
+    load ratio and idle time, or the round-robin rotation after `last_offered_worker_id`) with
+    each worker's load summed by correlated subqueries on the indexed offer and assignment
+    columns; Python then reads them a page at a time, checking selectors and capacity, and stops
+    as soon as it has enough. A decision therefore touches a page of workers, not all of them.
+    Same eligibility as `eligible_candidates`.
+    """
+    offer_cost = (
+        Offer.objects.filter(open_offer_q(now), worker_id=OuterRef("worker_id"))
+        .values("worker_id").annotate(total=Sum("capacity_cost")).values("total")
+    )
+    assignment_cost = (
+        Assignment.objects.filter(LIVE_ASSIGNMENT_Q, worker_id=OuterRef("worker_id"))
+        .values("worker_id").annotate(total=Sum("capacity_cost")).values("total")
+    )
+    held = Offer.objects.filter(open_offer_q(now), job_id=job.pk, worker_id=OuterRef("worker_id"))
+    declined = JobDecline.objects.filter(job_id=job.pk, worker_id=OuterRef("worker_id")).filter(
+        Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now)
+    )
+    priority = WorkerQueue.objects.filter(worker_id=OuterRef("worker_id"), queue_id=job.queue_id).values("priority")[:1]
+    qs = (
+        WorkerChannel.objects.filter(
+            channel_id=job.channel_id, worker__available_for_offers=True, worker__queue_links__queue_id=job.queue_id
+        )
+        .exclude(Exists(held))
+        .exclude(Exists(declined))
+        .annotate(
+            queue_priority=Subquery(priority),
+            used=Coalesce(Subquery(offer_cost), 0) + Coalesce(Subquery(assignment_cost), 0),
+        )
+        .annotate(
+            ratio=Case(
+                When(worker__capacity__lte=0, then=Value(1.0)),
+                default=ExpressionWrapper(F("used") * 1.0 / F("worker__capacity"), output_field=FloatField()),
+                output_field=FloatField(),
+            )
+        )
+    )
+    if mode.get("kind") == "roundRobin":
+        after = last_offered_worker_id or ""
+        rotation = Case(When(worker_id__gt=after, then=Value(0)), default=Value(1), output_field=IntegerField())
+        qs = qs.annotate(rotation=rotation).order_by("-queue_priority", "rotation", "worker_id")
+    else:
+        qs = qs.order_by("-queue_priority", "ratio", F("worker__idle_since").asc(nulls_last=True), "worker_id")
+    rows = qs.values_list(
+        "worker_id", "capacity_cost_per_job", "max_number_of_jobs", "worker__capacity", "worker__labels",
+        "worker__idle_since", "queue_priority", "used", "ratio",
+    )
+    selectors = [] if mode.get("bypassSelectors") else job_selectors(job, now)
+    candidates: list[Candidate] = []
+    costs: dict[str, tuple[int, int | None]] = {}
+    offset = 0
+    while len(candidates) < want:
+        page = list(rows[offset : offset + RANKING_PAGE])
+        for worker_id, cost, max_jobs, capacity, labels, idle_since, queue_priority, used, ratio in page:
+            if selectors and not all_match(selectors, labels):
+                continue
+            # maxNumberOfJobs needs per-channel counts: only then read the worker's full load.
+            load = load_of(worker_id, now) if max_jobs is not None else Load(used=used)
+            if not fits(capacity=capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
+                continue
+            candidates.append(
+                Candidate(worker_id=worker_id, labels=labels, load_ratio=min(1.0, ratio), idle_since=idle_since,
+                          queue_priority=queue_priority or 0)
+            )
+            costs[worker_id] = (cost, max_jobs)
+            if len(candidates) >= want:
+                break
+        if len(page) < RANKING_PAGE:
+            break
+        offset += RANKING_PAGE
+    return candidates, costs
+
+
 def _scorer(job: Job, mode: dict, now: datetime):
     from routing.engine.rules import RuleError, batch_scores
     from routing.services.remote_rules import call_remote_rule
@@ -231,15 +330,20 @@ def match_job(*, job_id: str, now: datetime | None = None) -> list[str]:
     max_offers = int(mode.get("maxConcurrentOffers", 1))
     if Offer.objects.filter(open_offer_q(now), job_id=job.pk).count() >= max_offers:
         return offered
-    candidates, costs = eligible_candidates(job, mode, now)
-    if not candidates:
+    if mode.get("kind") == "bestWorker":
+        # Scores need every candidate (and may come from a function or webhook).
+        candidates, costs = eligible_candidates(job, mode, now)
+        ordered = order_candidates(
+            candidates, mode=mode, last_offered_worker_id=queue.last_offered_worker_id, scorer=_scorer(job, mode, now)
+        )
+    else:
+        held = Offer.objects.filter(open_offer_q(now), job_id=job.pk).count()
+        ordered, costs = ranked_candidates(
+            job, mode, now, last_offered_worker_id=queue.last_offered_worker_id,
+            want=max_offers - held + RANKING_MARGIN,
+        )
+    if not ordered:
         return offered
-    ordered = order_candidates(
-        candidates,
-        mode=mode,
-        last_offered_worker_id=queue.last_offered_worker_id,
-        scorer=_scorer(job, mode, now) if mode.get("kind") == "bestWorker" else None,
-    )
     expires_at = (
         now + timedelta(seconds=policy.offer_expires_after_seconds) if policy.offer_expires_after_seconds else None
     )
