@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -16,6 +17,14 @@ from routing.errors import NotFound, PreconditionFailed
 logger = logging.getLogger("routing")
 
 M = TypeVar("M", bound=models.Model)
+
+
+def parse_uuid(value: object) -> uuid.UUID | None:
+    """An offer or assignment id as a UUID; None for anything that is not one (then not found)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
 def clock(now: datetime | None) -> datetime:

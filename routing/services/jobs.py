@@ -27,7 +27,7 @@ from routing.models import (
     TimerKind,
     Worker,
 )
-from routing.services.common import Precondition, after_commit, clock, locked_get, upsert
+from routing.services.common import Precondition, after_commit, clock, locked_get, parse_uuid, upsert
 from routing.services.matching import match_job, match_worker, revoke_offers
 from routing.services.notify import notify_changed
 
@@ -360,21 +360,12 @@ def _assignment_for(job: Job, assignment_id: str, worker_id: str | None = None) 
     assignment of another worker is reported as not found, never acted on."""
     assignment = (
         Assignment.objects.select_for_update()
-        .filter(pk=_uuid_or_none(assignment_id), job_id=job.pk, unassigned_at__isnull=True)
+        .filter(pk=parse_uuid(assignment_id), job_id=job.pk, unassigned_at__isnull=True)
         .first()
     )
     if assignment is None or (worker_id is not None and assignment.worker_id != worker_id):
         raise NotFound(f"Assignment {assignment_id!r} of job {job.pk!r} was not found.")
     return assignment
-
-
-def _uuid_or_none(value: str):
-    import uuid
-
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def job_complete(

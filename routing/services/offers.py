@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +21,7 @@ from routing.models import (
     Worker,
     new_etag,
 )
-from routing.services.common import after_commit, clock
+from routing.services.common import after_commit, clock, parse_uuid
 from routing.services.matching import match_job, match_worker, revoke_offers
 from routing.services.notify import notify_changed
 
@@ -34,13 +33,6 @@ class AcceptResult:
     assignment_id: str
     job_id: str
     worker_id: str
-
-
-def _offer_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def _offer_not_found(worker_id: str, offer_id: str) -> NotFound:
@@ -56,7 +48,7 @@ def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) 
     when the job was meanwhile assigned to someone else or left the queue.
     """
     now = clock(now)
-    oid = _offer_id(offer_id)
+    oid = parse_uuid(offer_id)
     job_id = Offer.objects.filter(pk=oid, worker_id=worker_id).values_list("job_id", flat=True).first()
     if job_id is None:
         raise _offer_not_found(worker_id, offer_id)
@@ -102,7 +94,7 @@ def offer_decline(
     offered to this one again until `retry_offer_at` (never, without it, until the worker
     re-registers). NotFound (404) when there is no such open offer (e.g. already accepted)."""
     now = clock(now)
-    oid = _offer_id(offer_id)
+    oid = parse_uuid(offer_id)
     with transaction.atomic():
         offer = Offer.objects.select_for_update().filter(pk=oid, worker_id=worker_id).first()
         if offer is None or offer.status != OfferStatus.OPEN or (offer.expires_at and offer.expires_at <= now):
@@ -126,7 +118,7 @@ def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
     from routing.services.workers import worker_deregister_locked
 
     now = clock(now)
-    oid = _offer_id(offer_id)
+    oid = parse_uuid(offer_id)
     with transaction.atomic():
         offer = Offer.objects.filter(pk=oid).values("job_id", "worker_id").first()
         if offer is None:
