@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -51,6 +53,7 @@ class ServiceAdmin(admin.ModelAdmin):
 
     form = ServiceForm
     upsert: Callable[..., Any]
+    delete: Callable[..., None]
     id_kwarg = "policy_id"
     json_fields: tuple[str, ...] = ()
 
@@ -78,14 +81,28 @@ class ServiceAdmin(admin.ModelAdmin):
         obj.pk = saved.pk
 
     def delete_model(self, request, obj):
-        self.delete_one(obj.pk)
+        self._delete_reporting(request, obj.pk)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
-            self.delete_one(obj.pk)
+            self._delete_reporting(request, obj.pk)
 
-    def delete_one(self, pk: str) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _delete_reporting(self, request, pk: str) -> None:
+        # A refused delete (still in use, active jobs) is the domain's answer, not a crash.
+        try:
+            self.delete_one(pk)
+        except RouterError as exc:
+            self.message_user(request, f"Could not delete {pk}: {exc.message}", level=messages.ERROR)
+
+    def response_delete(self, request, obj_display, obj_id):
+        # The domain refused: back to the object, without Django's "deleted successfully".
+        if self.model.objects.filter(pk=obj_id).exists():
+            opts = self.model._meta
+            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
+
+    def delete_one(self, pk: str) -> None:
+        type(self).delete(**{self.id_kwarg: pk})
 
 
 def validated_form(admin_cls: type[ServiceAdmin], base: type[ServiceForm] = ServiceForm):
@@ -180,6 +197,7 @@ def describe_selector(s: dict) -> str:
 class DistributionPolicyAdmin(ServiceAdmin):
     model_cls = DistributionPolicy
     upsert = staticmethod(policies.distribution_policy_upsert)
+    delete = staticmethod(policies.distribution_policy_delete)
     list_display = ("id", "name", "mode_kind", "offer_expires_after_seconds", "concurrent_offers", "updated_at")
     search_fields = ("id", "name")
     fields = ("id", "name", "offer_expires_after_seconds", "mode")
@@ -205,9 +223,6 @@ class DistributionPolicyAdmin(ServiceAdmin):
             "mode": data.get("mode"),
         }
 
-    def delete_one(self, pk):
-        policies.distribution_policy_delete(policy_id=pk)
-
 
 # --- classification policies -----------------------------------------------------------------
 
@@ -216,6 +231,7 @@ class DistributionPolicyAdmin(ServiceAdmin):
 class ClassificationPolicyAdmin(ServiceAdmin):
     model_cls = ClassificationPolicy
     upsert = staticmethod(policies.classification_policy_upsert)
+    delete = staticmethod(policies.classification_policy_delete)
     list_display = ("id", "name", "fallback_queue_id", "queue_selection", "prioritization", "worker_selection")
     search_fields = ("id", "name")
     fields = (
@@ -258,9 +274,6 @@ class ClassificationPolicyAdmin(ServiceAdmin):
             "workerSelectorAttachments": data.get("worker_selector_attachments") or [],
         }
 
-    def delete_one(self, pk):
-        policies.classification_policy_delete(policy_id=pk)
-
 
 # --- exception policies ----------------------------------------------------------------------
 
@@ -269,6 +282,7 @@ class ClassificationPolicyAdmin(ServiceAdmin):
 class ExceptionPolicyAdmin(ServiceAdmin):
     model_cls = ExceptionPolicy
     upsert = staticmethod(policies.exception_policy_upsert)
+    delete = staticmethod(policies.exception_policy_delete)
     list_display = ("id", "name", "rules")
     search_fields = ("id", "name")
     fields = ("id", "name", "exception_rules")
@@ -307,9 +321,6 @@ class ExceptionPolicyAdmin(ServiceAdmin):
     def to_patch(self, data):
         return {"name": data.get("name") or None, "exceptionRules": data.get("exception_rules") or []}
 
-    def delete_one(self, pk):
-        policies.exception_policy_delete(policy_id=pk)
-
 
 # --- queues ----------------------------------------------------------------------------------
 
@@ -318,6 +329,7 @@ class ExceptionPolicyAdmin(ServiceAdmin):
 class QueueAdmin(ServiceAdmin):
     model_cls = Queue
     upsert = staticmethod(policies.queue_upsert)
+    delete = staticmethod(policies.queue_delete)
     id_kwarg = "queue_id"
     list_display = ("id", "name", "priority", "distribution_policy", "exception_policy", "queued_jobs")
     list_filter = ("distribution_policy", "exception_policy")
@@ -338,9 +350,6 @@ class QueueAdmin(ServiceAdmin):
             "exceptionPolicyId": exception.pk if exception else None,
             "labels": {k: val for k, val in (data.get("labels") or {}).items() if k != "Id"},
         }
-
-    def delete_one(self, pk):
-        policies.queue_delete(queue_id=pk)
 
 
 # --- workers ---------------------------------------------------------------------------------
@@ -381,6 +390,7 @@ class WorkerForm(ServiceForm):
 class WorkerAdmin(ServiceAdmin):
     model_cls = Worker
     upsert = staticmethod(worker_services.worker_upsert)
+    delete = staticmethod(worker_services.worker_delete)
     id_kwarg = "worker_id"
     list_display = ("id", "user", "worker_state", "capacity", "load", "serving_queues", "channel_list")
     list_filter = ("available_for_offers", "channels__channel_id", "queue_links__queue_id")
@@ -436,9 +446,6 @@ class WorkerAdmin(ServiceAdmin):
             return
         worker_services.worker_link_user(worker_id=saved.pk, user=user)
         obj.pk = saved.pk
-
-    def delete_one(self, pk):
-        worker_services.worker_delete(worker_id=pk)
 
     @admin.action(description="Register (available for offers)")
     def register(self, request, queryset):

@@ -111,3 +111,23 @@ def test_invalid_exception_policy_is_refused_with_the_api_message(supervisor):
     })
     assert response.status_code == 200
     assert "exceptionRules[0].trigger.threshold is required." in response.content.decode()
+
+
+def test_delete_in_admin_goes_through_the_domain_and_reports_a_refusal(supervisor):
+    factories.queue_with_policy("q1")
+    factories.queue_with_policy("q2")
+    factories.queued_job("j1", queue="q1")
+
+    protected = supervisor.post("/admin/routing/distributionpolicy/q1-policy/delete/", {"post": "yes"})
+    assert "Cannot delete distribution policy" in protected.content.decode()
+    assert DistributionPolicy.objects.filter(pk="q1-policy").exists()
+
+    refused = supervisor.post("/admin/routing/queue/q1/delete/", {"post": "yes"}, follow=True)
+    page = refused.content.decode()
+    assert "Could not delete q1: There is an active job in this queue." in page
+    assert "deleted successfully" not in page
+    assert Queue.objects.filter(pk="q1").exists()
+
+    deleted = supervisor.post("/admin/routing/queue/q2/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not Queue.objects.filter(pk="q2").exists()

@@ -72,18 +72,23 @@ def login(page, username: str, password: str, next_path: str) -> None:
     page.wait_for_url(f"**{next_path}")
 
 
+def admin_login(page, next_path: str) -> None:
+    """Sign the supervisor "sam" in through the admin login form."""
+    User.objects.create_superuser("sam", "sam@example.com", "supervisor-pw")
+    page.goto(f"/admin/login/?next={next_path}")
+    page.fill("#id_username", "sam")
+    page.fill("#id_password", "supervisor-pw")
+    page.click("input[type=submit]")
+
+
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_q7_supervisor_creates_a_queue_in_the_admin(page_for):
-    User.objects.create_superuser("sam", "sam@example.com", "supervisor-pw")
     page = page_for()
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "sam")
-    page.fill("#id_password", "supervisor-pw")
-    page.click("input[type=submit]")
+    admin_login(page, "/admin/")
     page.goto("/admin/routing/distributionpolicy/add/")
     page.fill("#id_id", "ring-60")
     page.fill("#id_name", "Ring for a minute")
@@ -202,12 +207,8 @@ def test_q11_self_service_customer_joins_one_queue_at_a_time(page_for):
 
 def test_q9_supervisor_live_view_updates(page_for, client):
     _setup_agent(available=False)
-    User.objects.create_superuser("sam", "sam@example.com", "supervisor-pw")
     page = page_for()
-    page.goto("/admin/login/?next=/admin/live/")
-    page.fill("#id_username", "sam")
-    page.fill("#id_password", "supervisor-pw")
-    page.click("input[type=submit]")
+    admin_login(page, "/admin/live/")
     page.wait_for_selector("tr[data-worker=ana]")
     client.upsert_job("call-9", RouterJob(channel_id="voice", queue_id="support"))
     page.wait_for_selector("tr[data-queue=support] .waiting-count:has-text('1')")
