@@ -78,7 +78,11 @@ class ServiceAdmin(admin.ModelAdmin):
             # Validation is re-run at save; should it fail here, show it rather than a 500.
             self.message_user(request, exc.message, level=messages.ERROR)
             return
+        self.after_upsert(saved, form.cleaned_data)
         obj.pk = saved.pk
+
+    def after_upsert(self, saved, data: dict[str, Any]) -> None:
+        """What the form holds beyond the wire patch (none by default)."""
 
     def delete_model(self, request, obj):
         self._delete_reporting(request, obj.pk)
@@ -127,9 +131,7 @@ def validated_form(admin_cls: type[ServiceAdmin], base: type[ServiceForm] = Serv
                 return data
             try:
                 with transaction.atomic():
-                    patch = admin_obj.to_patch(data)
-                    patch.pop("_user", None)
-                    type(admin_obj).upsert(**{admin_obj.id_kwarg: pk}, patch=patch)
+                    type(admin_obj).upsert(**{admin_obj.id_kwarg: pk}, patch=admin_obj.to_patch(data))
                     transaction.set_rollback(True)
             except RouterError as exc:
                 raise forms.ValidationError(exc.message) from exc
@@ -423,7 +425,6 @@ class WorkerAdmin(ServiceAdmin):
         return ", ".join(f"{c.channel_id}×{c.capacity_cost_per_job}" for c in obj.channels.all())
 
     def to_patch(self, data):
-        user = data.get("user")
         return {
             "capacity": data.get("capacity"),
             "availableForOffers": bool(data.get("available_for_offers")),
@@ -432,20 +433,10 @@ class WorkerAdmin(ServiceAdmin):
             "queues": data.get("queues") or [],
             "queuePriorities": data.get("queue_priorities") or {},
             "channels": data.get("channels") or [],
-            "_user": user,
         }
 
-    def save_model(self, request, obj, form, change):
-        patch = self.to_patch(form.cleaned_data)
-        user = patch.pop("_user")
-        pk = obj.pk if change else form.cleaned_data["id"]
-        try:
-            saved, _ = worker_services.worker_upsert(worker_id=pk, patch=patch)
-        except RouterError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
-            return
-        worker_services.worker_link_user(worker_id=saved.pk, user=user)
-        obj.pk = saved.pk
+    def after_upsert(self, saved, data):
+        worker_services.worker_link_user(worker_id=saved.pk, user=data.get("user"))
 
     @admin.action(description="Register (available for offers)")
     def register(self, request, queryset):
@@ -461,26 +452,25 @@ class WorkerAdmin(ServiceAdmin):
 # --- jobs, offers, assignments (read-mostly) -------------------------------------------------
 
 
-class AssignmentInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AssignmentInline(ReadOnlyInline):
     model = Assignment
-    extra = 0
-    can_delete = False
     fields = ("id", "worker", "assigned_at", "completed_at", "closed_at", "unassigned_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class OfferInline(admin.TabularInline):
+class OfferInline(ReadOnlyInline):
     model = Offer
-    extra = 0
-    can_delete = False
     fields = ("id", "worker", "status", "offered_at", "expires_at", "ended_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Job)

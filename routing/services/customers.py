@@ -59,15 +59,13 @@ def job_for_link(token: str) -> str:
     return data["job"]
 
 
-WAITING_STATUSES = (
-    JobStatus.CREATED, JobStatus.PENDING_CLASSIFICATION, JobStatus.QUEUED, JobStatus.WAITING_FOR_ACTIVATION,
-    JobStatus.SCHEDULED, JobStatus.PENDING_SCHEDULE,
-)
+# A customer still in line: a job that can be cancelled and has not failed.
+CUSTOMER_WAITING_STATUSES = CANCELLABLE_STATUSES - {JobStatus.CLASSIFICATION_FAILED, JobStatus.SCHEDULE_FAILED}
 
 
 def customer_waiting_job(user: User) -> Job | None:
     return (
-        Job.objects.filter(**{f"tags__{CUSTOMER_TAG}": str(user.pk)}, status__in=WAITING_STATUSES)
+        Job.objects.filter(**{f"tags__{CUSTOMER_TAG}": str(user.pk)}, status__in=CUSTOMER_WAITING_STATUSES)
         .order_by("-created_at")
         .first()
     )

@@ -61,11 +61,6 @@ def record(topics: list[str]) -> list[RouterEvent]:
     return RouterEvent.objects.bulk_create([RouterEvent(topic=t, origin=ORIGIN, created_at=now) for t in topics])
 
 
-def publish(topics: list[str]) -> None:
-    """Write the event rows and send them on the channel layer now."""
-    send_local(record(topics))
-
-
 async def _send_all(layer, messages: list[tuple[str, dict]]) -> None:
     for group, message in messages:
         await layer.group_send(group, message)
