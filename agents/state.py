@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict
 
-from django.utils import timezone
-
+from routing.clock import clock
 from routing.models import Job, JobStatus, Queue, Worker
 from routing.queries import job_position, queue_statistics, worker_views
 from routing.validation import format_datetime
@@ -58,7 +57,7 @@ def _job_summary(job: Job, now: datetime) -> dict[str, Any]:
 
 def desk_state(worker_id: str, now: datetime | None = None) -> dict[str, Any]:
     """Everything the agent desk shows for one worker (seed 002 Q8–Q10, Q13, Q14)."""
-    now = now or timezone.now()
+    now = clock(now)
     worker = Worker.objects.prefetch_related("channels", "queue_links").get(pk=worker_id)
     view = worker_views([worker], now)[0]
     links = list(worker.queue_links.all())
@@ -107,7 +106,7 @@ def desk_state(worker_id: str, now: datetime | None = None) -> dict[str, Any]:
 
 def waiting_state(job_id: str, now: datetime | None = None) -> dict[str, Any]:
     """What a waiting customer sees (seed 002 Q12): position (1 = next) and seconds waited."""
-    now = now or timezone.now()
+    now = clock(now)
     job = Job.objects.select_related("queue").filter(pk=job_id).first()
     if job is None:
         return {"type": "waiting", "status": "gone", "serverTime": _iso(now)}
@@ -132,7 +131,7 @@ def waiting_state(job_id: str, now: datetime | None = None) -> dict[str, Any]:
 
 def supervisor_state(now: datetime | None = None) -> dict[str, Any]:
     """Every queue's status and every worker's state and load (the live supervisor view)."""
-    now = now or timezone.now()
+    now = clock(now)
     workers = list(Worker.objects.select_related("user").prefetch_related("queue_links").order_by("pk"))
     return {
         "type": "supervisor",

@@ -14,7 +14,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from routing.errors import RouterError
@@ -28,6 +27,14 @@ from routing.models import (
     Queue,
     RouterTimer,
     Worker,
+)
+from routing import clock
+from routing.patches import (
+    ClassificationPolicyPatch,
+    DistributionPolicyPatch,
+    ExceptionPolicyPatch,
+    QueuePatch,
+    WorkerPatch,
 )
 from routing.queries import worker_views
 from routing.services import jobs as job_services
@@ -49,9 +56,11 @@ class ServiceForm(forms.ModelForm):
 
 
 class ServiceAdmin(admin.ModelAdmin):
-    """Saves through `upsert(id, patch)`; subclasses say how form data becomes a wire patch."""
+    """Saves through `upsert(id, patch)`; subclasses say how form data becomes a wire patch,
+    parsed by the same `routing.patches` class as the REST API's."""
 
     form = ServiceForm
+    patch_class: Any
     upsert: Callable[..., Any]
     delete: Callable[..., None]
     id_kwarg = "policy_id"
@@ -73,7 +82,8 @@ class ServiceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         pk = obj.pk if change else form.cleaned_data["id"]
         try:
-            saved, _ = type(self).upsert(**{self.id_kwarg: pk}, patch=self.to_patch(form.cleaned_data))
+            patch = self.patch_class.from_wire(self.to_patch(form.cleaned_data))
+            saved, _ = type(self).upsert(**{self.id_kwarg: pk}, patch=patch)
         except RouterError as exc:
             # Validation is re-run at save; should it fail here, show it rather than a 500.
             self.message_user(request, exc.message, level=messages.ERROR)
@@ -110,9 +120,8 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 def validated_form(admin_cls: type[ServiceAdmin], base: type[ServiceForm] = ServiceForm):
-    """Form class whose clean() builds the patch and dry-runs it through the domain upsert in a
-    rolled-back transaction, so invalid input is refused on the form with the API's message."""
-    from django.db import transaction
+    """Form class whose clean() builds the wire patch and validates it with the API's parser
+    (`routing.patches`), so invalid input is refused on the form with the API's message."""
 
     class Form(base):
         class Meta(getattr(base, "Meta", object)):
@@ -130,9 +139,8 @@ def validated_form(admin_cls: type[ServiceAdmin], base: type[ServiceForm] = Serv
             if not pk:
                 return data
             try:
-                with transaction.atomic():
-                    type(admin_obj).upsert(**{admin_obj.id_kwarg: pk}, patch=admin_obj.to_patch(data))
-                    transaction.set_rollback(True)
+                patch = admin_cls.patch_class.from_wire(admin_obj.to_patch(data))
+                patch.check_complete(created=not (self.instance and self.instance.pk))
             except RouterError as exc:
                 raise forms.ValidationError(exc.message) from exc
             return data
@@ -198,6 +206,7 @@ def describe_selector(s: dict) -> str:
 @admin.register(DistributionPolicy)
 class DistributionPolicyAdmin(ServiceAdmin):
     model_cls = DistributionPolicy
+    patch_class = DistributionPolicyPatch
     upsert = staticmethod(policies.distribution_policy_upsert)
     delete = staticmethod(policies.distribution_policy_delete)
     list_display = ("id", "name", "mode_kind", "offer_expires_after_seconds", "concurrent_offers", "updated_at")
@@ -232,6 +241,7 @@ class DistributionPolicyAdmin(ServiceAdmin):
 @admin.register(ClassificationPolicy)
 class ClassificationPolicyAdmin(ServiceAdmin):
     model_cls = ClassificationPolicy
+    patch_class = ClassificationPolicyPatch
     upsert = staticmethod(policies.classification_policy_upsert)
     delete = staticmethod(policies.classification_policy_delete)
     list_display = ("id", "name", "fallback_queue_id", "queue_selection", "prioritization", "worker_selection")
@@ -283,6 +293,7 @@ class ClassificationPolicyAdmin(ServiceAdmin):
 @admin.register(ExceptionPolicy)
 class ExceptionPolicyAdmin(ServiceAdmin):
     model_cls = ExceptionPolicy
+    patch_class = ExceptionPolicyPatch
     upsert = staticmethod(policies.exception_policy_upsert)
     delete = staticmethod(policies.exception_policy_delete)
     list_display = ("id", "name", "rules")
@@ -330,6 +341,7 @@ class ExceptionPolicyAdmin(ServiceAdmin):
 @admin.register(Queue)
 class QueueAdmin(ServiceAdmin):
     model_cls = Queue
+    patch_class = QueuePatch
     upsert = staticmethod(policies.queue_upsert)
     delete = staticmethod(policies.queue_delete)
     id_kwarg = "queue_id"
@@ -391,6 +403,7 @@ class WorkerForm(ServiceForm):
 @admin.register(Worker)
 class WorkerAdmin(ServiceAdmin):
     model_cls = Worker
+    patch_class = WorkerPatch
     upsert = staticmethod(worker_services.worker_upsert)
     delete = staticmethod(worker_services.worker_delete)
     id_kwarg = "worker_id"
@@ -499,7 +512,7 @@ class JobAdmin(admin.ModelAdmin):
     def waiting(self, obj):
         if obj.status != "queued" or not obj.enqueued_at:
             return "—"
-        seconds = int((timezone.now() - obj.enqueued_at).total_seconds())
+        seconds = int((clock.now() - obj.enqueued_at).total_seconds())
         return f"{seconds // 60}m {seconds % 60:02d}s"
 
     @admin.display(description="worker selectors")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import uuid
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Q
 
@@ -37,6 +39,19 @@ class JobStatus(models.TextChoices):
     WAITING_FOR_ACTIVATION = "waitingForActivation"
 
 
+# Statuses in which a job waits for a worker and can simply be cancelled.
+CANCELLABLE_STATUSES = frozenset(
+    {
+        JobStatus.CREATED,
+        JobStatus.PENDING_CLASSIFICATION,
+        JobStatus.QUEUED,
+        JobStatus.PENDING_SCHEDULE,
+        JobStatus.SCHEDULED,
+        JobStatus.WAITING_FOR_ACTIVATION,
+        JobStatus.CLASSIFICATION_FAILED,
+        JobStatus.SCHEDULE_FAILED,
+    }
+)
 # Statuses a job may be deleted in (ACS: "job needs to be in a termination state").
 DELETABLE_JOB_STATUSES = frozenset(
     {JobStatus.CLOSED, JobStatus.CANCELLED, JobStatus.CLASSIFICATION_FAILED, JobStatus.SCHEDULE_FAILED}
@@ -161,7 +176,31 @@ class WorkerChannel(models.Model):
         return self.channel_id
 
 
+# The queue's order (ACS §4.7): expedited first, then higher priority, then earlier enqueue, then id.
+# `job_match_order` and `job_queue_order` are indexes in this order.
+QUEUE_ORDER = ("-expedite", "-priority", "enqueued_at", "id")
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def in_queue_order(self) -> JobQuerySet:
+        return self.order_by(*QUEUE_ORDER)
+
+    def queued_in(self, queue_id: str | None) -> JobQuerySet:
+        return self.filter(queue_id=queue_id, status=JobStatus.QUEUED)
+
+    def ahead_of(self, job: Job) -> JobQuerySet:
+        """Jobs before `job` in queue order (the same order as `QUEUE_ORDER` and `queue_order_key`)."""
+        return self.filter(
+            Q(expedite__gt=job.expedite)
+            | Q(expedite=job.expedite, priority__gt=job.priority)
+            | Q(expedite=job.expedite, priority=job.priority, enqueued_at__lt=job.enqueued_at)
+            | Q(expedite=job.expedite, priority=job.priority, enqueued_at=job.enqueued_at, id__lt=job.pk)
+        )
+
+
 class Job(RouterResource):
+    objects = JobQuerySet.as_manager()
+
     channel_reference = models.CharField(max_length=1024, null=True, blank=True)
     status = models.CharField(max_length=32, choices=JobStatus.choices, default=JobStatus.CREATED)
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -192,6 +231,10 @@ class Job(RouterResource):
     # [{"ruleId", "exceptionPolicyId", "queueId", "visit", "firedAt"}]: exception rules that fired.
     exception_triggers = models.JSONField(default=list, blank=True)
 
+    def queue_order_key(self) -> tuple[bool, int, datetime | None, str]:
+        """Sort key of `QUEUE_ORDER` in Python (merging per-queue streams)."""
+        return (not self.expedite, -self.priority, self.enqueued_at, self.pk)
+
     class Meta:
         indexes = [
             # The queue's order (ACS §4.7): what a freed worker is offered next, and job position.
@@ -216,8 +259,23 @@ class OfferStatus(models.TextChoices):
     REVOKED = "revoked"
 
 
+def open_offer_q(now: datetime, prefix: str = "") -> Q:
+    """Offers that count at `now`: open and not past `expiresAt`. An expired offer is never
+    shown, never accepted and holds no capacity, even before the timer loop has marked it."""
+    return Q(**{f"{prefix}status": OfferStatus.OPEN}) & (
+        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
+    )
+
+
+class OfferQuerySet(models.QuerySet["Offer"]):
+    def open_at(self, now: datetime) -> OfferQuerySet:
+        return self.filter(open_offer_q(now))
+
+
 class Offer(models.Model):
     """ACS RouterJobOffer. Only `open` offers are shown to clients, and only until `expires_at`."""
+
+    objects = OfferQuerySet.as_manager()
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="offers")
@@ -235,12 +293,31 @@ class Offer(models.Model):
             models.Index(fields=["job", "status"], name="offer_job_status"),
         ]
 
+    def is_open_at(self, now: datetime) -> bool:
+        """Python twin of `open_offer_q` for an offer already read (and locked)."""
+        return self.status == OfferStatus.OPEN and (self.expires_at is None or self.expires_at > now)
+
     def __str__(self) -> str:
         return str(self.id)
 
 
+# Assignments that hold capacity: neither closed nor unassigned.
+LIVE_ASSIGNMENT_Q = Q(closed_at__isnull=True, unassigned_at__isnull=True)
+
+
+class AssignmentQuerySet(models.QuerySet["Assignment"]):
+    def live(self) -> AssignmentQuerySet:
+        return self.filter(LIVE_ASSIGNMENT_Q)
+
+    def visible(self) -> AssignmentQuerySet:
+        """What a job shows as its assignments: all but the unassigned ones, oldest first (ACS)."""
+        return self.filter(unassigned_at__isnull=True).order_by("assigned_at")
+
+
 class Assignment(models.Model):
     """ACS RouterJobAssignment. Holds the worker's capacity until it is closed."""
+
+    objects = AssignmentQuerySet.as_manager()
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="assignments")
@@ -263,7 +340,7 @@ class Assignment(models.Model):
         constraints = [
             # At most one live assignment per job: the database refuses a second accept.
             models.UniqueConstraint(
-                fields=["job"], condition=Q(closed_at__isnull=True, unassigned_at__isnull=True),
+                fields=["job"], condition=LIVE_ASSIGNMENT_Q,
                 name="one_live_assignment_per_job",
             )
         ]
@@ -272,8 +349,16 @@ class Assignment(models.Model):
         return str(self.id)
 
 
+class JobDeclineQuerySet(models.QuerySet["JobDecline"]):
+    def blocking_at(self, now: datetime) -> JobDeclineQuerySet:
+        """Declines still in their window at `now`: no retryOfferAt, or one still ahead."""
+        return self.filter(Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now))
+
+
 class JobDecline(models.Model):
     """A worker declined a job: no new offer of it to them until `retry_offer_at` (ACS §4.2)."""
+
+    objects = JobDeclineQuerySet.as_manager()
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="declines")
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="declines")
@@ -290,6 +375,10 @@ class TimerKind(models.TextChoices):
     JOB_SCHEDULE = "jobSchedule"
     EXCEPTION_WAIT_TIME = "exceptionWaitTime"
     SELECTOR_EXPIRY = "selectorExpiry"
+    # Owed work, due at once (`routing.services.common.owe`): run right after commit, or by the
+    # timer loop should the process that owed it die first.
+    CLASSIFY = "classify"
+    EXCEPTION_QUEUE_LENGTH = "exceptionQueueLength"
 
 
 class RouterTimer(models.Model):

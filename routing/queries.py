@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet
-from django.utils import timezone
 
+from routing.capacity import Load, fits, load_ratio, loads_for
+from routing.clock import clock
 from routing.errors import Conflict, InvalidRequest, NotFound
 from routing.models import (
     ACTIVE_JOB_STATUSES,
@@ -25,7 +26,6 @@ from routing.models import (
     WorkerChannel,
     WorkerQueue,
 )
-from routing.services.matching import LIVE_ASSIGNMENT_Q, Load, fits, loads_for, open_offer_q
 
 
 def jobs_queryset() -> QuerySet[Job]:
@@ -33,7 +33,7 @@ def jobs_queryset() -> QuerySet[Job]:
     return Job.objects.prefetch_related(
         Prefetch(
             "assignments",
-            queryset=Assignment.objects.filter(unassigned_at__isnull=True).order_by("assigned_at"),
+            queryset=Assignment.objects.visible(),
             to_attr="visible_assignments",
         )
     )
@@ -91,10 +91,10 @@ class WorkerView:
 def _worker_views(workers: list[Worker], now: datetime) -> list[WorkerView]:
     ids = [w.pk for w in workers]
     offers: dict[str, list[Offer]] = {i: [] for i in ids}
-    for offer in Offer.objects.filter(open_offer_q(now), worker_id__in=ids).order_by("offered_at"):
+    for offer in Offer.objects.open_at(now).filter(worker_id__in=ids).order_by("offered_at"):
         offers[offer.worker_id].append(offer)
     assignments: dict[str, list[Assignment]] = {i: [] for i in ids}
-    for assignment in Assignment.objects.filter(LIVE_ASSIGNMENT_Q, worker_id__in=ids).order_by("assigned_at"):
+    for assignment in Assignment.objects.live().filter(worker_id__in=ids).order_by("assigned_at"):
         assignments[assignment.worker_id].append(assignment)
     views = []
     for w in workers:
@@ -105,8 +105,7 @@ def _worker_views(workers: list[Worker], now: datetime) -> list[WorkerView]:
             state = "draining"
         else:
             state = "inactive"
-        ratio = 0.0 if w.capacity <= 0 and used == 0 else (1.0 if w.capacity <= 0 else min(1.0, used / w.capacity))
-        views.append(WorkerView(w, state, ratio, offers[w.pk], assignments[w.pk]))
+        views.append(WorkerView(w, state, load_ratio(w.capacity, used), offers[w.pk], assignments[w.pk]))
     return views
 
 
@@ -121,7 +120,7 @@ def worker_get(worker_id: str, now: datetime | None = None) -> WorkerView:
     worker = workers_queryset().filter(pk=worker_id).first()
     if worker is None:
         raise NotFound(f"Worker {worker_id!r} was not found.")
-    return _worker_views([worker], now or timezone.now())[0]
+    return _worker_views([worker], clock(now))[0]
 
 
 def workers_filtered(
@@ -136,7 +135,7 @@ def workers_filtered(
     available, still holding assignments), inactive (neither), or all. `has_capacity`: only
     workers with room for one more job on `channel_id` (on any of their channels without it)."""
     qs = workers_queryset()
-    live = Assignment.objects.filter(LIVE_ASSIGNMENT_Q, worker_id=OuterRef("pk"))
+    live = Assignment.objects.live().filter(worker_id=OuterRef("pk"))
     if state == "active":
         qs = qs.filter(available_for_offers=True)
     elif state == "draining":
@@ -169,16 +168,12 @@ def workers_filtered(
 
 
 def worker_views(workers: list[Worker], now: datetime | None = None) -> list[WorkerView]:
-    return _worker_views(workers, now or timezone.now())
+    return _worker_views(workers, clock(now))
 
 
 # --- queue statistics and position (ACS §4.7) ------------------------------------------------
 
 THROUGHPUT_WINDOW = timedelta(hours=1)
-
-
-def _queue_order(qs: QuerySet[Job]) -> QuerySet[Job]:
-    return qs.order_by("-expedite", "-priority", "enqueued_at", "id")
 
 
 def _assignments_per_minute(queue_id: str, now: datetime) -> float:
@@ -211,10 +206,10 @@ def queue_statistics(queue_id: str, now: datetime | None = None) -> QueueStatist
     """RouterQueueStatistics: `length` (queued jobs), `longestJobWaitTimeMinutes` (oldest enqueue
     to now), `estimatedWaitTimeMinutes` per priority (for a job arriving now at that priority,
     rounded up), plus serving/available workers and assigned jobs. NotFound (404)."""
-    now = now or timezone.now()
+    now = clock(now)
     if not Queue.objects.filter(pk=queue_id).exists():
         raise NotFound(f"Queue {queue_id!r} was not found.")
-    queued = Job.objects.filter(queue_id=queue_id, status=JobStatus.QUEUED)
+    queued = Job.objects.queued_in(queue_id)
     summary = queued.aggregate(length=Count("pk"), oldest=Min("enqueued_at"))
     length = summary["length"]
     per_minute = _assignments_per_minute(queue_id, now)
@@ -249,19 +244,14 @@ def job_position(job_id: str, now: datetime | None = None) -> JobPosition:
     """RouterJobPositionDetails for a queued job: 1-based position in its queue's order
     (expedited first, then higher priority, then earlier enqueue). NotFound (404) for an unknown
     job; Conflict (409) when the job is not queued."""
-    now = now or timezone.now()
+    now = clock(now)
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         raise NotFound(f"Job {job_id!r} was not found.")
     if job.status != JobStatus.QUEUED:
         raise Conflict(f"Job {job_id!r} is not queued (status {job.status}).")
-    queued = Job.objects.filter(queue_id=job.queue_id, status=JobStatus.QUEUED)
-    ahead = queued.filter(
-        Q(expedite__gt=job.expedite)
-        | Q(expedite=job.expedite, priority__gt=job.priority)
-        | Q(expedite=job.expedite, priority=job.priority, enqueued_at__lt=job.enqueued_at)
-        | Q(expedite=job.expedite, priority=job.priority, enqueued_at=job.enqueued_at, id__lt=job.pk)
-    ).count()
+    queued = Job.objects.queued_in(job.queue_id)
+    ahead = queued.ahead_of(job).count()
     position = ahead + 1
     return JobPosition(
         job_id=job.pk,

@@ -9,6 +9,7 @@ from django.test import Client
 
 from routing.models import ClassificationPolicy, DistributionPolicy, Job, JobStatus, Queue, Worker
 from tests import factories
+from routing.patches import ClassificationPolicyPatch, ExceptionPolicyPatch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,17 +86,17 @@ def test_policies_read_as_sentences_in_the_admin(supervisor):
     from routing.services.policies import classification_policy_upsert, exception_policy_upsert
 
     factories.queue_with_policy("q1")
-    classification_policy_upsert(policy_id="cp1", patch={
+    classification_policy_upsert(policy_id="cp1", patch=ClassificationPolicyPatch.from_wire({
         "queueSelectorAttachments": [{"kind": "conditional", "condition": {"kind": "expression", "expression": "job.vip = true"},
                                       "queueSelectors": [{"key": "Id", "labelOperator": "equal", "value": "q1"}]}],
         "prioritizationRule": {"kind": "static", "value": 10},
         "workerSelectorAttachments": [{"kind": "passThrough", "key": "language", "labelOperator": "equal",
                                        "expiresAfterSeconds": 30}],
-    })
-    exception_policy_upsert(policy_id="ep1", patch={"exceptionRules": [{
+    }))
+    exception_policy_upsert(policy_id="ep1", patch=ExceptionPolicyPatch.from_wire({"exceptionRules": [{
         "id": "slow", "trigger": {"kind": "waitTime", "thresholdSeconds": 60},
         "actions": [{"kind": "manualReclassify", "queueId": "q1", "priority": 9}, {"kind": "cancel", "dispositionCode": "TooLong"}],
-    }]})
+    }]}))
     page = supervisor.get("/admin/routing/classificationpolicy/cp1/change/").content.decode()
     assert "if expression: job.vip = true → Id equal &quot;q1&quot;" in page
     assert "static: 10" in page

@@ -19,6 +19,7 @@ from routing.services.matching import match_job
 from routing.services.offers import offer_accept, offer_expire
 from routing.services.workers import worker_upsert
 from tests import factories
+from routing.patches import WorkerPatch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -128,7 +129,7 @@ def test_worker_deregistering_while_an_offer_is_issued_leaves_no_open_offer_on_a
 
         run_together(
             lambda: match_job(job_id=job_id),
-            lambda: worker_upsert(worker_id=worker_id, patch={"availableForOffers": False}),
+            lambda: worker_upsert(worker_id=worker_id, patch=WorkerPatch.from_wire({"availableForOffers": False})),
         )
 
         assert not Worker.objects.get(pk=worker_id).available_for_offers

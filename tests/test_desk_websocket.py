@@ -22,6 +22,7 @@ from routing.services.jobs import job_cancel
 from routing.services.offers import offer_accept
 from routing.services.workers import worker_link_user, worker_upsert
 from tests import factories
+from routing.patches import WorkerPatch
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 def _agent(username: str, *, queues=("q1",), priority: int = 0, available: bool = True) -> User:
     user = User.objects.create_user(username, password="pw")
     factories.worker(username, queues=queues, available=available)
-    worker_upsert(worker_id=username, patch={"queuePriorities": {q: priority for q in queues}})
+    worker_upsert(worker_id=username, patch=WorkerPatch.from_wire({"queuePriorities": {q: priority for q in queues}}))
     worker_link_user(worker_id=username, user=user)
     return user
 
@@ -158,7 +159,7 @@ async def test_q14_dnd_then_request_next_customer_and_no_customer_waiting(center
     assert not nothing["ok"] and nothing["error"]["code"] == "NoJobWaiting"
 
     # alice is busy: set her to DND so the job waits.
-    await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
+    await sync_to_async(worker_upsert)(worker_id="alice", patch=WorkerPatch.from_wire({"availableForOffers": False}))
     await sync_to_async(factories.queued_job)("j1")
     got = await call(desk, "requestJob")
     assert got["ok"] and got["data"]["jobId"] == "j1" and got["data"]["workerId"] == "bob"
@@ -227,7 +228,7 @@ async def test_refresh_returns_full_state(center):
 
 
 async def test_q11_q12_waiting_room_shows_position_falling_and_leave_cancels(center):
-    await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
+    await sync_to_async(worker_upsert)(worker_id="alice", patch=WorkerPatch.from_wire({"availableForOffers": False}))
     for job_id in ("ahead", "me"):
         await sync_to_async(factories.queued_job)(job_id)
     link = await sync_to_async(waiting_room_link)(job_id="me")
@@ -258,7 +259,7 @@ async def test_q9_supervisor_view_is_staff_only_and_updates(center):
     assert connected
     first = await next_of(view, "supervisor")
     assert {w["id"] for w in first["workers"]} == {"alice", "bob"}
-    await sync_to_async(worker_upsert)(worker_id="alice", patch={"availableForOffers": False})
+    await sync_to_async(worker_upsert)(worker_id="alice", patch=WorkerPatch.from_wire({"availableForOffers": False}))
     await sync_to_async(factories.queued_job)("j1")
     update = await next_of(view, "supervisor", where=lambda m: next(q for q in m["queues"] if q["id"] == "q1")["length"] == 1)
     assert next(w for w in update["workers"] if w["id"] == "alice")["state"] == "inactive"

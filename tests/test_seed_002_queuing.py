@@ -12,6 +12,7 @@ from routing.services.offers import offer_accept
 from routing.services.policies import queue_upsert
 from routing.services.workers import worker_request_job, worker_upsert
 from tests import factories
+from routing.patches import QueuePatch, WorkerPatch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -26,7 +27,7 @@ def test_q1_customer_waits_in_queue_until_an_idle_agent_is_offered_the_job():
     factories.worker("agent", available=False)
     factories.queued_job("customer")
     assert offered_job("agent") is None
-    worker_upsert(worker_id="agent", patch={"availableForOffers": True})
+    worker_upsert(worker_id="agent", patch=WorkerPatch.from_wire({"availableForOffers": True}))
     assert offered_job("agent") == "customer"
 
 
@@ -42,7 +43,7 @@ def test_q2_many_agents_serve_one_queue():
 def test_q3_agent_serving_two_queues_gets_the_higher_priority_queue_first_then_earliest():
     factories.queue_with_policy("low")
     factories.queue_with_policy("high")
-    queue_upsert(queue_id="high", patch={"priority": 10})
+    queue_upsert(queue_id="high", patch=QueuePatch.from_wire({"priority": 10}))
     for job_id, queue in (("low-early", "low"), ("high-late", "high"), ("high-later", "high")):
         factories.queued_job(job_id, queue=queue)
     factories.worker("agent", queues=("low", "high"), available=False)
@@ -55,7 +56,7 @@ def test_q4_at_peak_the_earliest_customer_is_served_when_an_agent_frees_up():
     # Queued in this order; ids sort differently, so only enqueue time can explain the result.
     for job_id in ("z-first", "a-second", "m-third"):
         factories.queued_job(job_id)
-    worker_upsert(worker_id="agent", patch={"availableForOffers": True})
+    worker_upsert(worker_id="agent", patch=WorkerPatch.from_wire({"availableForOffers": True}))
     assert offered_job("agent") == "z-first"
 
 
@@ -63,8 +64,8 @@ def test_q5_waiting_customer_goes_to_the_idle_agent_with_the_higher_queue_priori
     factories.queue_with_policy("q1")
     factories.worker("junior", available=True)
     factories.worker("senior", available=True)
-    worker_upsert(worker_id="senior", patch={"queuePriorities": {"q1": 9}})
-    worker_upsert(worker_id="junior", patch={"queuePriorities": {"q1": 1}})
+    worker_upsert(worker_id="senior", patch=WorkerPatch.from_wire({"queuePriorities": {"q1": 9}}))
+    worker_upsert(worker_id="junior", patch=WorkerPatch.from_wire({"queuePriorities": {"q1": 1}}))
     factories.queued_job("customer")
     assert offered_job("senior") == "customer" and offered_job("junior") is None
 

@@ -15,17 +15,24 @@ from typing import Any, Callable
 from urllib.parse import urlencode
 
 from django.db.models import QuerySet
-from django.utils import timezone
 from django.utils.http import http_date, parse_http_date_safe
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from routing import queries, validation as v
+from routing import clock, queries, validation as v
 from routing.api import wire
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
 from routing.errors import InvalidRequest, NotFound
 from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
+from routing.patches import (
+    ClassificationPolicyPatch,
+    DistributionPolicyPatch,
+    ExceptionPolicyPatch,
+    JobPatch,
+    QueuePatch,
+    WorkerPatch,
+)
 from routing.services import customers
 from routing.services import jobs as job_services
 from routing.services import offers as offer_services
@@ -45,7 +52,7 @@ class RouterView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        self.now = timezone.now()
+        self.now = clock.now()
         version = request.query_params.get("api-version")
         if not version:
             raise InvalidRequest("The api-version query parameter is required.", code="MissingApiVersionParameter")
@@ -154,6 +161,7 @@ def _datetime_param(params: dict[str, str], key: str) -> datetime | None:
 class AdminResource:
     model: type
     what: str
+    parse: Callable[[dict[str, Any]], Any]
     upsert: Callable[..., tuple[Any, bool]]
     id_kwarg: str
     delete: Callable[..., None]
@@ -162,18 +170,21 @@ class AdminResource:
 
 ADMIN_RESOURCES = {
     "distributionPolicies": AdminResource(
-        DistributionPolicy, "Distribution policy", policies.distribution_policy_upsert, "policy_id",
+        DistributionPolicy, "Distribution policy", DistributionPolicyPatch.from_wire, policies.distribution_policy_upsert, "policy_id",
         policies.distribution_policy_delete, wire.distribution_policy,
     ),
     "classificationPolicies": AdminResource(
-        ClassificationPolicy, "Classification policy", policies.classification_policy_upsert, "policy_id",
+        ClassificationPolicy, "Classification policy", ClassificationPolicyPatch.from_wire,
+        policies.classification_policy_upsert, "policy_id",
         policies.classification_policy_delete, wire.classification_policy,
     ),
     "exceptionPolicies": AdminResource(
-        ExceptionPolicy, "Exception policy", policies.exception_policy_upsert, "policy_id",
+        ExceptionPolicy, "Exception policy", ExceptionPolicyPatch.from_wire, policies.exception_policy_upsert, "policy_id",
         policies.exception_policy_delete, wire.exception_policy,
     ),
-    "queues": AdminResource(Queue, "Queue", policies.queue_upsert, "queue_id", policies.queue_delete, wire.queue),
+    "queues": AdminResource(
+        Queue, "Queue", QueuePatch.from_wire, policies.queue_upsert, "queue_id", policies.queue_delete, wire.queue
+    ),
 }
 
 
@@ -201,7 +212,7 @@ class AdminItemView(RouterView):
     def patch(self, request: Request, resource_id: str) -> Response:
         obj, created = self.resource.upsert(
             **{self.resource.id_kwarg: resource_id},
-            patch=self.body(request),
+            patch=self.resource.parse(self.body(request)),
             precondition=precondition_from(request),
             now=self.now,
         )
@@ -250,7 +261,8 @@ class JobItemView(RouterView):
 
     def patch(self, request: Request, job_id: str) -> Response:
         job, created = job_services.job_upsert(
-            job_id=job_id, patch=self.body(request), precondition=precondition_from(request), now=self.now
+            job_id=job_id, patch=JobPatch.from_wire(self.body(request), now=self.now),
+            precondition=precondition_from(request), now=self.now,
         )
         return resource_response(wire.job(job, self.now), job, status=201 if created else 200)
 
@@ -356,7 +368,8 @@ class WorkerItemView(RouterView):
 
     def patch(self, request: Request, worker_id: str) -> Response:
         worker, created = worker_services.worker_upsert(
-            worker_id=worker_id, patch=self.body(request), precondition=precondition_from(request), now=self.now
+            worker_id=worker_id, patch=WorkerPatch.from_wire(self.body(request)),
+            precondition=precondition_from(request), now=self.now,
         )
         view = queries.worker_get(worker.pk, self.now)
         return resource_response(wire.worker(view), view.worker, status=201 if created else 200)

@@ -94,7 +94,7 @@ def _assignment(a: Assignment) -> dict[str, Any]:
 def job(j: Job, now: datetime) -> dict[str, Any]:
     assignments = getattr(j, "visible_assignments", None)
     if assignments is None:
-        assignments = list(j.assignments.filter(unassigned_at__isnull=True).order_by("assigned_at"))
+        assignments = list(j.assignments.visible())
     return _compact(
         {
             "id": j.pk,

@@ -6,13 +6,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any, Callable, TypeVar
 
 from django.db import IntegrityError, models, transaction
-from django.utils import timezone
 
 from routing.errors import NotFound, PreconditionFailed
+from routing.models import RouterTimer
 
 logger = logging.getLogger("routing")
 
@@ -27,18 +26,43 @@ def parse_uuid(value: object) -> uuid.UUID | None:
         return None
 
 
-def clock(now: datetime | None) -> datetime:
-    """The operation's single reading of the clock."""
-    return now if now is not None else timezone.now()
-
-
 def after_commit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Run `fn` once the current transaction commits (at once outside one).
 
     `robust`: a failing follow-up (say, matching that hit a lock timeout) is logged and does not
-    undo or fail the operation that already committed.
+    undo or fail the operation that already committed. The callback is a named function, not a
+    `functools.partial`: Django's robust-callback logging reads `__qualname__`.
     """
-    transaction.on_commit(partial(fn, *args, **kwargs), robust=True)
+
+    def follow_up() -> None:
+        fn(*args, **kwargs)
+
+    follow_up.__qualname__ = getattr(fn, "__qualname__", "follow_up")
+    transaction.on_commit(follow_up, robust=True)
+
+
+# The function that runs one owed-work row by id (claim and handle), registered by
+# `routing.services.timers` when the app loads. Work owed by a lower module to a higher one
+# (classification, exception rules) is data, not an upward call, so modules import only downward.
+_owed_work_runner: Callable[[int], object] | None = None
+
+
+def register_owed_work_runner(runner: Callable[[int], object]) -> None:
+    global _owed_work_runner
+    _owed_work_runner = runner
+
+
+def owe(kind: str, target_id: str, now: datetime) -> None:
+    """Record work owed after this change as a timer row due `now`, in the caller's transaction,
+    and run it right after the commit. Should this process die first, the timer loop claims the
+    row like any due timer: the work is never lost, and runs once (compare-and-set claim)."""
+    timer = RouterTimer.objects.create(kind=kind, target_id=target_id, due_at=now)
+
+    def run_owed() -> None:
+        if _owed_work_runner is not None:
+            _owed_work_runner(timer.pk)
+
+    transaction.on_commit(run_owed, robust=True)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from django.contrib.auth.models import User
 from django.core import signing
 from django.db import transaction
 
-from routing import validation as v
+from routing.clock import clock
 from routing.errors import Conflict, NotFound, RouterError
-from routing.models import Job, JobStatus
-from routing.services.common import clock
-from routing.services.jobs import CANCELLABLE_STATUSES, job_cancel, job_upsert
+from routing.models import CANCELLABLE_STATUSES, Job, JobStatus
+from routing.patches import JobPatch, label_patch
+from routing.services.jobs import job_cancel, job_upsert
 
 WAITING_ROOM_SALT = "routing.waiting-room"
 # Tag that marks a job as created by a logged-in customer through the self-service page.
@@ -78,7 +78,7 @@ def customer_join_queue(
     with the extra data as labels. One queue at a time: Conflict (409) while the customer already
     waits somewhere. InvalidRequest (400) for bad data; the job answers as any new job."""
     now = clock(now)
-    labels = v.merge_label_map({}, data or {}, "data")
+    labels = {k: val for k, val in label_patch(data or {}, "data").items() if val is not None}
     with transaction.atomic():
         # The user row lock serialises two joins by the same customer (two tabs, a double click).
         User.objects.select_for_update().filter(pk=user.pk).first()
@@ -86,10 +86,10 @@ def customer_join_queue(
             raise Conflict("You are already waiting in a queue; leave it before joining another.")
         job, _ = job_upsert(
             job_id=f"customer-{user.pk}-{uuid.uuid4().hex[:12]}",
-            patch={
-                "queueId": queue_id, "channelId": channel_id, "labels": labels,
-                "channelReference": user.get_username(), "tags": {CUSTOMER_TAG: str(user.pk)},
-            },
+            patch=JobPatch(
+                queue_id=queue_id, channel_id=channel_id, labels=labels,
+                channel_reference=user.get_username(), tags={CUSTOMER_TAG: str(user.pk)},
+            ),
             now=now,
         )
     return job

@@ -2,21 +2,24 @@
 
 Status flow handled here: created → queued → assigned → completed → closed; cancel from any
 waiting status; unassign back to queued (or waitingForActivation with suspendMatching); delete in
-a terminal status. Offers are in `routing.services.offers`, matching in `.matching`.
+a terminal status. Entering queues and classification requests are in `.queueing`, offers in
+`.offers`, matching in `.matching`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
 
 from routing import validation as v
+from routing.clock import clock
 from routing.engine.selectors import selector_is_active
 from routing.errors import Conflict, InvalidRequest, NotFound
 from routing.models import (
+    CANCELLABLE_STATUSES,
     DELETABLE_JOB_STATUSES,
     Assignment,
     ClassificationPolicy,
@@ -27,212 +30,189 @@ from routing.models import (
     TimerKind,
     Worker,
 )
-from routing.services.common import Precondition, after_commit, clock, locked_get, parse_uuid, upsert
-from routing.services.matching import match_job, match_worker, revoke_offers
+from routing.patches import UNSET, JobPatch, apply_labels, resolve_matching_mode
+from routing.services.assignment import close_locked, worker_released
+from routing.services.common import Precondition, after_commit, locked_get, parse_uuid, upsert
+from routing.services.matching import match_job, revoke_offers
 from routing.services.notify import notify_changed
+from routing.services.queueing import (
+    append_note,
+    arm_selector_expiry,
+    cancel_locked,
+    enter_queue,
+    refresh_expedite,
+    request_classification,
+    stamp_selectors,
+)
 
 MAX_UNASSIGNMENTS = 3
 
-# Statuses in which a job waits for a worker and can simply be cancelled.
-CANCELLABLE_STATUSES = frozenset(
-    {
-        JobStatus.CREATED,
-        JobStatus.PENDING_CLASSIFICATION,
-        JobStatus.QUEUED,
-        JobStatus.PENDING_SCHEDULE,
-        JobStatus.SCHEDULED,
-        JobStatus.WAITING_FOR_ACTIVATION,
-        JobStatus.CLASSIFICATION_FAILED,
-        JobStatus.SCHEDULE_FAILED,
-    }
-)
 # Statuses in which routing-relevant fields can change the job's place or its offers.
 WAITING_STATUSES = frozenset({JobStatus.CREATED, JobStatus.QUEUED, JobStatus.PENDING_CLASSIFICATION})
-
-
-def stamp_selectors(selectors: list[dict], now: datetime) -> list[dict]:
-    """Give each selector with `expiresAfterSeconds` its `expiresAt` (attach time + seconds)."""
-    stamped = []
-    for selector in selectors:
-        selector = dict(selector)
-        seconds = selector.get("expiresAfterSeconds")
-        if seconds is not None and "expiresAt" not in selector:
-            selector["expiresAt"] = v.format_datetime(now + timedelta(seconds=seconds))
-        stamped.append(selector)
-    return stamped
-
-
-def refresh_expedite(job: Job, now: datetime) -> None:
-    """A job is expedited while any of its active selectors asks for it (ACS §4.6)."""
-    job.expedite = any(
-        s.get("expedite") and selector_is_active(s, now)
-        for s in (*job.requested_worker_selectors, *job.attached_worker_selectors)
-    )
-
-
-def _arm_selector_expiry(job: Job, selectors: list[dict]) -> None:
-    """A stored timer per distinct expiresAt, so the pool widens on time (ACS §4.6)."""
-    due_times = {s["expiresAt"] for s in selectors if s.get("expiresAt")}
-    for due in due_times:
-        RouterTimer.objects.create(kind=TimerKind.SELECTOR_EXPIRY, target_id=job.pk, due_at=v.optional_datetime(due, "expiresAt"))
-
-
 # Statuses from which a change of labels or policy sends a job back through classification.
 RECLASSIFIABLE_STATUSES = frozenset(
     {JobStatus.CREATED, JobStatus.QUEUED, JobStatus.PENDING_CLASSIFICATION, JobStatus.CLASSIFICATION_FAILED}
 )
 # Statuses a PATCH to matchingMode queueAndMatch activates.
 ACTIVATABLE_STATUSES = frozenset({JobStatus.WAITING_FOR_ACTIVATION, JobStatus.SCHEDULED, JobStatus.PENDING_SCHEDULE})
+# Statuses from which matchingMode scheduleAndSuspend (re)schedules a job.
+SCHEDULABLE_STATUSES = frozenset({*WAITING_STATUSES, JobStatus.WAITING_FOR_ACTIVATION, JobStatus.SCHEDULED})
 
 
-def job_upsert(
-    *, job_id: str, patch: dict[str, Any], precondition: Precondition | None = None, now: datetime | None = None
-) -> tuple[Job, bool]:
-    """Create or merge-patch a RouterJob; returns (job, created) as of the commit.
+@dataclass
+class JobChange:
+    """What a patch changed that decides the job's next step."""
 
-    `patch` is the 2023-11-01 wire shape: channelReference, channelId, queueId,
-    classificationPolicyId, priority (int), requestedWorkerSelectors (replaces), labels and tags
-    (merged per key), notes (replaces), matchingMode, dispositionCode. A new job needs channelId
-    and a queueId or classificationPolicyId, and answers (ACS §4.1):
-    `created` (queued right after commit), `pendingClassification` (classified after commit),
-    `pendingSchedule` (scheduleAndSuspend) or `waitingForActivation` (suspend).
-    On an existing job: new labels or policy send a classified job back to classification;
-    matchingMode queueAndMatch activates a waiting or scheduled job, suspend stops matching;
-    a new queue, channel or selectors revoke open offers and match again.
-    Raises InvalidRequest (400), PreconditionFailed (412).
-    """
-    from routing.services.classification import request_classification
-
-    now = clock(now)
-
-    def apply(job: Job, created: bool) -> None:
-        reroute = False
-        reclassify = False
-        old_queue = job.queue_id
-        old_mode = (job.matching_mode or {}).get("kind")
-        if "channelReference" in patch:
-            job.channel_reference = v.optional_string(patch["channelReference"], "channelReference")
-        if "channelId" in patch:
-            channel_id = v.optional_string(patch["channelId"], "channelId")
-            reroute |= channel_id != job.channel_id
-            job.channel_id = channel_id
-        if "queueId" in patch:
-            queue_id = v.optional_string(patch["queueId"], "queueId")
-            if queue_id is not None and not Queue.objects.filter(pk=queue_id).exists():
-                raise InvalidRequest(f"queueId: queue {queue_id!r} does not exist.", target="queueId")
-            reroute |= queue_id != job.queue_id
-            job.queue_id = queue_id
-        if "classificationPolicyId" in patch:
-            policy_id = v.optional_string(patch["classificationPolicyId"], "classificationPolicyId")
-            if policy_id is not None and not ClassificationPolicy.objects.filter(pk=policy_id).exists():
-                raise InvalidRequest(
-                    f"classificationPolicyId: classification policy {policy_id!r} does not exist.",
-                    target="classificationPolicyId",
-                )
-            reclassify |= policy_id != job.classification_policy_id
-            job.classification_policy_id = policy_id
-        if "priority" in patch and patch["priority"] is not None:
-            job.priority = v.optional_int(patch["priority"], "priority")
-        new_selectors: list[dict] = []
-        if "requestedWorkerSelectors" in patch:
-            new_selectors = stamp_selectors(
-                v.worker_selectors(patch["requestedWorkerSelectors"] or [], "requestedWorkerSelectors"), now
-            )
-            job.requested_worker_selectors = new_selectors
-            reroute = True
-        if "labels" in patch and patch["labels"] is not None:
-            labels = v.merge_label_map(job.labels or {}, patch["labels"], "labels")
-            reclassify |= labels != job.labels
-            job.labels = labels
-        if "tags" in patch and patch["tags"] is not None:
-            job.tags = v.merge_label_map(job.tags or {}, patch["tags"], "tags")
-        if "notes" in patch:
-            job.notes = v.notes(patch["notes"] or [], "notes", now)
-        if "dispositionCode" in patch:
-            job.disposition_code = v.optional_string(patch["dispositionCode"], "dispositionCode")
-        if "matchingMode" in patch and patch["matchingMode"] is not None:
-            job.matching_mode = v.matching_mode(v.merge_polymorphic(job.matching_mode, patch["matchingMode"]))
-        if not job.matching_mode:
-            job.matching_mode = {"kind": "queueAndMatch"}
-        mode = job.matching_mode["kind"]
-        refresh_expedite(job, now)
-
-        def after_save() -> None:
-            if new_selectors:
-                _arm_selector_expiry(job, new_selectors)
-            notify_changed(jobs=[job.pk], queues=[old_queue] if old_queue and old_queue != job.queue_id else [])
-
-        if created:
-            if not job.channel_id:
-                raise InvalidRequest("channelId is required.", target="channelId")
-            if not job.queue_id and not job.classification_policy_id:
-                raise InvalidRequest("A job needs a queueId or a classificationPolicyId.", target="queueId")
-            if mode == "scheduleAndSuspend":
-                job.status = JobStatus.PENDING_SCHEDULE
-                after_commit(job_schedule, job_id=job.id)
-            elif mode == "suspend":
-                job.status = JobStatus.WAITING_FOR_ACTIVATION
-            elif job.classification_policy_id:
-                request_classification(job, now)
-            else:
-                job.status = JobStatus.CREATED
-                after_commit(job_enqueue, job_id=job.id)
-            return after_save
-
-        if "matchingMode" in patch and (mode != old_mode or job.status in ACTIVATABLE_STATUSES):
-            if mode == "queueAndMatch" and job.status in ACTIVATABLE_STATUSES:
-                _activate(job, now, request_classification)
-                return after_save
-            if mode == "suspend" and job.status in WAITING_STATUSES:
-                revoke_offers(Q(job_id=job.pk), now)
-                job.status = JobStatus.WAITING_FOR_ACTIVATION
-                return after_save
-            if mode == "scheduleAndSuspend" and job.status in (*WAITING_STATUSES, JobStatus.WAITING_FOR_ACTIVATION, JobStatus.SCHEDULED):
-                revoke_offers(Q(job_id=job.pk), now)
-                job.status = JobStatus.PENDING_SCHEDULE
-                after_commit(job_schedule, job_id=job.id)
-                return after_save
-        if reclassify and job.classification_policy_id and job.status in RECLASSIFIABLE_STATUSES:
-            request_classification(job, now)
-        elif job.status == JobStatus.QUEUED and reroute:
-            revoke_offers(Q(job_id=job.pk), now)
-            if job.queue_id != old_queue:
-                after_commit(_new_queue_visit, job_id=job.id)
-            after_commit(match_job, job_id=job.id)
-        elif job.status == JobStatus.QUEUED and "priority" in patch:
-            after_commit(match_job, job_id=job.id)
-        return after_save
-
-    return upsert(Job, pk=job_id, now=now, precondition=precondition, apply=apply)
+    old_queue: str | None
+    old_mode: str | None
+    reroute: bool = False
+    reclassify: bool = False
+    new_selectors: list[dict] = field(default_factory=list)
 
 
-def _activate(job: Job, now: datetime, request_classification) -> None:
-    """A waiting or scheduled job is released for matching (PATCH matchingMode queueAndMatch)."""
+def _existing_queue(queue_id: str | None) -> str | None:
+    if queue_id is not None and not Queue.objects.filter(pk=queue_id).exists():
+        raise InvalidRequest(f"queueId: queue {queue_id!r} does not exist.", target="queueId")
+    return queue_id
+
+
+def _existing_policy(policy_id: str | None) -> str | None:
+    if policy_id is not None and not ClassificationPolicy.objects.filter(pk=policy_id).exists():
+        raise InvalidRequest(
+            f"classificationPolicyId: classification policy {policy_id!r} does not exist.",
+            target="classificationPolicyId",
+        )
+    return policy_id
+
+
+def _apply_routing_fields(job: Job, patch: JobPatch, change: JobChange, now: datetime) -> None:
+    """Channel, queue, classification policy, priority and requested selectors."""
+    if patch.channel_id is not UNSET:
+        change.reroute |= patch.channel_id != job.channel_id
+        job.channel_id = patch.channel_id
+    if patch.queue_id is not UNSET:
+        change.reroute |= patch.queue_id != job.queue_id
+        job.queue_id = _existing_queue(patch.queue_id)
+    if patch.classification_policy_id is not UNSET:
+        change.reclassify |= patch.classification_policy_id != job.classification_policy_id
+        job.classification_policy_id = _existing_policy(patch.classification_policy_id)
+    if patch.priority is not UNSET:
+        job.priority = patch.priority
+    if patch.requested_worker_selectors is not UNSET:
+        change.new_selectors = stamp_selectors(patch.requested_worker_selectors, now)
+        job.requested_worker_selectors = change.new_selectors
+        change.reroute = True
+
+
+def _apply_data_fields(job: Job, patch: JobPatch, change: JobChange) -> None:
+    """Reference, labels, tags, notes, disposition code and matching mode."""
+    if patch.channel_reference is not UNSET:
+        job.channel_reference = patch.channel_reference
+    if patch.labels is not UNSET:
+        labels = apply_labels(job.labels, patch.labels)
+        change.reclassify |= labels != job.labels
+        job.labels = labels
+    job.tags = apply_labels(job.tags, patch.tags)
+    if patch.notes is not UNSET:
+        job.notes = patch.notes
+    if patch.disposition_code is not UNSET:
+        job.disposition_code = patch.disposition_code
+    job.matching_mode = resolve_matching_mode(job.matching_mode or None, patch.matching_mode)
+
+
+def _start(job: Job, now: datetime) -> None:
+    """A new job's first status (ACS §4.1): `pendingSchedule` (scheduleAndSuspend),
+    `waitingForActivation` (suspend), `pendingClassification` (with a classification policy) or
+    `created` (queued right after commit)."""
+    if not job.channel_id:
+        raise InvalidRequest("channelId is required.", target="channelId")
+    if not job.queue_id and not job.classification_policy_id:
+        raise InvalidRequest("A job needs a queueId or a classificationPolicyId.", target="queueId")
+    mode = job.matching_mode["kind"]
+    if mode == "scheduleAndSuspend":
+        job.status = JobStatus.PENDING_SCHEDULE
+        after_commit(job_schedule, job_id=job.id, now=now)
+    elif mode == "suspend":
+        job.status = JobStatus.WAITING_FOR_ACTIVATION
+    else:
+        _release(job, now)
+
+
+def _release(job: Job, now: datetime) -> None:
+    """Send a job on to classification (with a policy) or to its queue (status created)."""
     if job.classification_policy_id:
         request_classification(job, now)
     else:
         job.status = JobStatus.CREATED
-        after_commit(job_enqueue, job_id=job.pk)
+        after_commit(job_enqueue, job_id=job.pk, now=now)
 
 
-def enter_queue(job: Job, now: datetime, *, same_queue: bool = False) -> None:
-    """Put a locked job in its queue: status queued and matching after commit. The caller saves.
+def _mode_transition(job: Job, old_mode: str | None, now: datetime) -> bool:
+    """Apply a PATCHed matchingMode (ACS §4.9): queueAndMatch activates a waiting or scheduled
+    job, suspend stops matching, scheduleAndSuspend (re)schedules. True when it moved the job."""
+    mode = job.matching_mode["kind"]
+    if mode == old_mode and job.status not in ACTIVATABLE_STATUSES:
+        return False
+    if mode == "queueAndMatch" and job.status in ACTIVATABLE_STATUSES:
+        _release(job, now)
+        return True
+    if mode == "suspend" and job.status in WAITING_STATUSES:
+        revoke_offers(Q(job_id=job.pk), now)
+        job.status = JobStatus.WAITING_FOR_ACTIVATION
+        return True
+    if mode == "scheduleAndSuspend" and job.status in SCHEDULABLE_STATUSES:
+        revoke_offers(Q(job_id=job.pk), now)
+        job.status = JobStatus.PENDING_SCHEDULE
+        after_commit(job_schedule, job_id=job.id, now=now)
+        return True
+    return False
 
-    A job arriving in a queue starts a new visit: enqueuedAt = now and the queue's exception
-    rules are armed (queueLength checked after commit, waitTime as stored timers). A job put back
-    in the queue it was already visiting (`same_queue`: reclassified or manually reclassified
-    without a queue change) continues that visit: it keeps its place and its rules are not armed
-    again, so a rule whose action keeps the job in its queue fires once, not in a loop.
+
+def _reroute(job: Job, patch: JobPatch, change: JobChange, now: datetime) -> None:
+    """An existing job's next step after a patch that did not change its matching mode."""
+    if change.reclassify and job.classification_policy_id and job.status in RECLASSIFIABLE_STATUSES:
+        request_classification(job, now)
+    elif job.status == JobStatus.QUEUED and change.reroute:
+        revoke_offers(Q(job_id=job.pk), now)
+        if job.queue_id != change.old_queue:
+            after_commit(_new_queue_visit, job_id=job.id, now=now)
+        after_commit(match_job, job_id=job.id, now=now)
+    elif job.status == JobStatus.QUEUED and patch.priority is not UNSET:
+        after_commit(match_job, job_id=job.id, now=now)
+
+
+def job_upsert(
+    *, job_id: str, patch: JobPatch, precondition: Precondition | None = None, now: datetime | None = None
+) -> tuple[Job, bool]:
+    """Create or merge-patch a RouterJob; returns (job, created) as of the commit.
+
+    A new job needs channelId and a queueId or classificationPolicyId and starts as `_start`
+    says. On an existing job: new labels or policy send a classified job back to classification;
+    a new matchingMode moves it (`_mode_transition`); a new queue, channel or selectors revoke
+    open offers and match again. Raises InvalidRequest (400) for unknown queues or policies,
+    PreconditionFailed (412).
     """
-    from routing.services.exceptions import arm_exception_rules
+    now = clock(now)
 
-    job.status = JobStatus.QUEUED
-    if not (same_queue and job.enqueued_at and job.queue_visit):
-        job.enqueued_at = now
-        job.queue_visit += 1
-        arm_exception_rules(job, now)
-    notify_changed(jobs=[job.pk])
-    after_commit(match_job, job_id=job.pk)
+    def apply(job: Job, created: bool):
+        change = JobChange(old_queue=job.queue_id, old_mode=(job.matching_mode or {}).get("kind"))
+        _apply_routing_fields(job, patch, change, now)
+        _apply_data_fields(job, patch, change)
+        refresh_expedite(job, now)
+        if created:
+            _start(job, now)
+        elif patch.matching_mode is UNSET or not _mode_transition(job, change.old_mode, now):
+            _reroute(job, patch, change, now)
+
+        def after_save() -> None:
+            if change.new_selectors:
+                arm_selector_expiry(job, change.new_selectors)
+            moved_from = [change.old_queue] if change.old_queue and change.old_queue != job.queue_id else []
+            notify_changed(jobs=[job.pk], queues=moved_from, now=now)
+
+        return after_save
+
+    return upsert(Job, pk=job_id, now=now, precondition=precondition, apply=apply)
 
 
 def _new_queue_visit(*, job_id: str, now: datetime | None = None) -> None:
@@ -270,7 +250,7 @@ def job_schedule(*, job_id: str, now: datetime | None = None) -> bool:
             return False
         schedule_at = v.optional_datetime((job.matching_mode or {}).get("scheduleAt"), "matchingMode.scheduleAt")
         job.status = JobStatus.SCHEDULED
-        notify_changed(jobs=[job.pk])
+        notify_changed(jobs=[job.pk], now=now)
         job.scheduled_at = schedule_at
         job.touch(now)
         job.save()
@@ -286,7 +266,7 @@ def job_schedule_due(*, job_id: str, now: datetime | None = None) -> bool:
         if job is None or (job.scheduled_at and job.scheduled_at > now):
             return False
         job.status = JobStatus.WAITING_FOR_ACTIVATION
-        notify_changed(jobs=[job.pk])
+        notify_changed(jobs=[job.pk], now=now)
         job.touch(now)
         job.save()
     return True
@@ -318,15 +298,10 @@ def job_selectors_expire(*, job_id: str, now: datetime | None = None) -> bool:
         refresh_expedite(job, now)
         job.touch(now)
         job.save()
-        notify_changed(jobs=[job.pk])
+        notify_changed(jobs=[job.pk], now=now)
         if job.status == JobStatus.QUEUED:
-            after_commit(match_job, job_id=job.pk)
+            after_commit(match_job, job_id=job.pk, now=now)
     return True
-
-
-def _append_note(job: Job, message: str | None, now: datetime) -> None:
-    if message:
-        job.notes = [*job.notes, {"message": message, "addedAt": v.format_datetime(now)}]
 
 
 def job_cancel(
@@ -342,17 +317,6 @@ def job_cancel(
             raise Conflict(f"Job {job_id!r} cannot be cancelled in status {job.status}.")
         cancel_locked(job, note=note, disposition_code=disposition_code, now=now)
     return job
-
-
-def cancel_locked(job: Job, *, note: str | None, disposition_code: str | None, now: datetime) -> None:
-    """Cancel a job whose row the caller holds locked (also the exception `cancel` action)."""
-    revoke_offers(Q(job_id=job.pk), now)
-    notify_changed(jobs=[job.pk])
-    job.status = JobStatus.CANCELLED
-    job.disposition_code = disposition_code or "Cancelled"
-    _append_note(job, note, now)
-    job.touch(now)
-    job.save()
 
 
 def _assignment_for(job: Job, assignment_id: str, worker_id: str | None = None) -> Assignment:
@@ -384,8 +348,8 @@ def job_complete(
         assignment.completed_at = now
         assignment.save(update_fields=["completed_at"])
         job.status = JobStatus.COMPLETED
-        notify_changed(jobs=[job.pk], workers=[assignment.worker_id])
-        _append_note(job, note, now)
+        notify_changed(jobs=[job.pk], workers=[assignment.worker_id], now=now)
+        append_note(job, note, now)
         job.touch(now)
         job.save()
         Worker.objects.filter(pk=assignment.worker_id).update(etag=job.etag)
@@ -414,7 +378,7 @@ def job_close(
         assignment = _assignment_for(job, assignment_id, worker_id)
         if job.status != JobStatus.COMPLETED or assignment.closed_at is not None or assignment.close_at is not None:
             raise Conflict(f"Job {job_id!r} cannot be closed in status {job.status}.")
-        _append_note(job, note, now)
+        append_note(job, note, now)
         job.disposition_code = disposition_code or job.disposition_code or "Closed"
         if close_at is not None and close_at > now:
             assignment.close_at = close_at
@@ -423,27 +387,8 @@ def job_close(
             job.touch(now)
             job.save()
             return job
-        _close_now(job, assignment, now)
+        close_locked(job, assignment, now)
     return job
-
-
-def _close_now(job: Job, assignment: Assignment, now: datetime) -> None:
-    assignment.closed_at = now
-    assignment.save(update_fields=["closed_at"])
-    job.status = JobStatus.CLOSED
-    job.touch(now)
-    job.save()
-    notify_changed(jobs=[job.pk], workers=[assignment.worker_id])
-    _worker_released(assignment.worker_id, now)
-
-
-def _worker_released(worker_id: str, now: datetime) -> None:
-    """Capacity came back to a worker: mark it idle if nothing is left, then look for work."""
-    from routing.services.matching import LIVE_ASSIGNMENT_Q
-
-    if not Assignment.objects.filter(LIVE_ASSIGNMENT_Q, worker_id=worker_id).exists():
-        Worker.objects.filter(pk=worker_id).update(idle_since=now)
-    after_commit(match_worker, worker_id=worker_id)
 
 
 def assignment_close_due(*, assignment_id: str, now: datetime | None = None) -> bool:
@@ -459,7 +404,7 @@ def assignment_close_due(*, assignment_id: str, now: datetime | None = None) -> 
         if assignment is None:
             return False
         job = locked_get(Job, assignment.job_id, what="Job")
-        _close_now(job, assignment, now)
+        close_locked(job, assignment, now)
     return True
 
 
@@ -484,15 +429,15 @@ def job_unassign(
         assignment.unassigned_at = now
         assignment.save(update_fields=["unassigned_at"])
         job.unassignment_count += 1
-        notify_changed(jobs=[job.pk], workers=[assignment.worker_id])
+        notify_changed(jobs=[job.pk], workers=[assignment.worker_id], now=now)
         job.status = JobStatus.WAITING_FOR_ACTIVATION if suspend_matching else JobStatus.QUEUED
         if suspend_matching:
             job.matching_mode = {"kind": "suspend"}
         job.touch(now)
         job.save()
-        _worker_released(assignment.worker_id, now)
+        worker_released(assignment.worker_id, now)
         if not suspend_matching:
-            after_commit(match_job, job_id=job.pk)
+            after_commit(match_job, job_id=job.pk, now=now)
     return job
 
 
@@ -510,8 +455,6 @@ def job_reclassify(*, job_id: str, now: datetime | None = None) -> Job:
     """Classify a job again with its current labels and policy (ACS `:reclassify`): status
     pendingClassification, then queued or classificationFailed. A job without a classification
     policy, or past the waiting stage, is left as it is. NotFound (404)."""
-    from routing.services.classification import request_classification
-
     now = clock(now)
     with transaction.atomic():
         job = locked_get(Job, job_id, what="Job")

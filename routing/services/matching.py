@@ -13,8 +13,8 @@ jobs are read in index order per (queue, channel), from the (queue, status, chan
 priority, enqueued_at, id) index, and merged.
 
 Locking: `match_job` ranks candidates with no transaction open (scoring rules may call out over
-HTTP), then locks the job row and each chosen worker row in turn (the same order as
-`offer_accept`) and re-checks the job's status and open offers and the worker's availability
+HTTP), then locks the job row and each chosen worker row in turn (the one lock order, job → offer →
+worker, documented in `routing.services.assignment`) and re-checks the job's status and open offers and the worker's availability
 and capacity under those locks, so an offer is never issued to a worker that deregistered or
 filled up in the meantime, and two processes matching one job never exceed maxConcurrentOffers.
 """
@@ -26,34 +26,25 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Callable, Iterable
 
 from django.db import transaction
-from django.db.models import (
-    Case,
-    Exists,
-    ExpressionWrapper,
-    F,
-    FloatField,
-    IntegerField,
-    OuterRef,
-    Q,
-    Subquery,
-    Sum,
-    Value,
-    When,
-)
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 
+from routing.capacity import Load, fits, load_of, load_ratio, load_ratio_sql, loads_for
+from routing.clock import clock
 from routing.engine.distribution import (
     Candidate,
     default_scorer_for,
     expression_scorer_for,
     order_candidates,
 )
+from routing.engine.rules import RuleError, batch_scores
 from routing.engine.selectors import active_selectors, all_match
 from routing.models import (
     Assignment,
+    DistributionPolicy,
     Job,
     JobDecline,
     JobStatus,
@@ -67,97 +58,45 @@ from routing.models import (
     WorkerQueue,
     new_etag,
 )
-from routing.services.common import clock
+from routing.services.notify import notify_changed
+from routing.services.remote_rules import call_remote_rule
 
 logger = logging.getLogger("routing.matching")
 
-
-def open_offer_q(now: datetime, prefix: str = "") -> Q:
-    """Offers that count: open and not past `expiresAt` (an expired offer is never shown, never
-    accepted and holds no capacity, even before the timer loop has marked it expired)."""
-    return Q(**{f"{prefix}status": OfferStatus.OPEN}) & (
-        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
-    )
-
-
-LIVE_ASSIGNMENT_Q = Q(closed_at__isnull=True, unassigned_at__isnull=True)
-
-
-@dataclass
-class Load:
-    """A worker's consumed capacity: cost of open offers and live assignments, and how many of
-    them are on each channel (for maxNumberOfJobs)."""
-
-    used: int = 0
-    per_channel: dict[str, int] | None = None
-
-    def add(self, channel_id: str, cost: int) -> None:
-        self.used += cost
-        if self.per_channel is None:
-            self.per_channel = defaultdict(int)
-        self.per_channel[channel_id] += 1
-
-    def on_channel(self, channel_id: str) -> int:
-        return (self.per_channel or {}).get(channel_id, 0)
-
-
-def loads_for(worker_filter: Q, now: datetime, *, worker_prefix: str = "worker__") -> dict[str, Load]:
-    """Loads of the workers selected by `worker_filter` (a Q over the Worker relation, written
-    with `worker_prefix`), from two aggregate-free scans of their offers and assignments."""
-    loads: dict[str, Load] = defaultdict(Load)
-    for worker_id, channel_id, cost in Offer.objects.filter(worker_filter, open_offer_q(now)).values_list(
-        "worker_id", "channel_id", "capacity_cost"
-    ):
-        loads[worker_id].add(channel_id, cost)
-    for worker_id, channel_id, cost in Assignment.objects.filter(worker_filter, LIVE_ASSIGNMENT_Q).values_list(
-        "worker_id", "channel_id", "capacity_cost"
-    ):
-        loads[worker_id].add(channel_id, cost)
-    return loads
-
-
-def load_of(worker_id: str, now: datetime) -> Load:
-    return loads_for(Q(worker_id=worker_id), now).get(worker_id, Load())
-
-
-def fits(*, capacity: int, load: Load, channel_id: str, cost: int, max_jobs: int | None) -> bool:
-    """Whether one more job on `channel_id` costing `cost` fits (ACS §4.2 capacity rule)."""
-    if load.used + cost > capacity:
-        return False
-    if max_jobs is not None and load.on_channel(channel_id) >= max_jobs:
-        return False
-    return True
-
-
-def load_ratio(capacity: int, used: int) -> float:
-    """Consumed capacity / capacity, 0..1 (a worker with no capacity counts as full)."""
-    if capacity <= 0:
-        return 1.0
-    return min(1.0, used / capacity)
+# (capacity cost per job, maxNumberOfJobs) of a worker's channel.
+ChannelTerms = tuple[int, "int | None"]
+Scorer = Callable[[list[Candidate]], list[float]]
 
 
 def job_selectors(job: Job, now: datetime) -> list[dict]:
+    """The job's requested and attached worker selectors still active at `now`."""
     return active_selectors([*job.requested_worker_selectors, *job.attached_worker_selectors], now)
 
 
+def worker_qualifies(job: Job, labels: dict, mode: dict, now: datetime) -> bool:
+    """Whether a worker's labels satisfy the job's active selectors (unless the queue's
+    distribution mode bypasses selectors)."""
+    return bool(mode.get("bypassSelectors")) or all_match(job_selectors(job, now), labels)
+
+
+def declined_job_ids(worker_id: str, now: datetime) -> set[str]:
+    """Jobs this worker declined whose decline window is still open."""
+    return set(JobDecline.objects.blocking_at(now).filter(worker_id=worker_id).values_list("job_id", flat=True))
+
+
 def _declined_worker_ids(job_id: str, now: datetime) -> set[str]:
-    return set(
-        JobDecline.objects.filter(job_id=job_id)
-        .filter(Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now))
-        .values_list("worker_id", flat=True)
-    )
+    return set(JobDecline.objects.blocking_at(now).filter(job_id=job_id).values_list("worker_id", flat=True))
 
 
-def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candidate], dict[str, tuple[int, int | None]]]:
+def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candidate], dict[str, ChannelTerms]]:
     """Workers that could take `job` now, and each one's (capacity cost, maxNumberOfJobs) for the
     job's channel. Excludes workers already holding an open offer for the job, and workers who
     declined it until their retryOfferAt."""
-    memberships = {
-        worker_id: priority
-        for worker_id, priority in WorkerQueue.objects.filter(
-            queue_id=job.queue_id, worker__available_for_offers=True
-        ).values_list("worker_id", "priority")
-    }
+    memberships = dict(
+        WorkerQueue.objects.filter(queue_id=job.queue_id, worker__available_for_offers=True).values_list(
+            "worker_id", "priority"
+        )
+    )
     if not memberships:
         return [], {}
     rows = WorkerChannel.objects.filter(
@@ -167,16 +106,13 @@ def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candi
         "worker__idle_since",
     )
     excluded = _declined_worker_ids(job.pk, now) | set(
-        Offer.objects.filter(open_offer_q(now), job_id=job.pk).values_list("worker_id", flat=True)
+        Offer.objects.open_at(now).filter(job_id=job.pk).values_list("worker_id", flat=True)
     )
-    selectors = [] if mode.get("bypassSelectors") else job_selectors(job, now)
     loads = loads_for(Q(worker__queue_links__queue_id=job.queue_id, worker__available_for_offers=True), now)
     candidates: list[Candidate] = []
-    costs: dict[str, tuple[int, int | None]] = {}
+    terms: dict[str, ChannelTerms] = {}
     for worker_id, cost, max_jobs, capacity, labels, idle_since in rows:
-        if worker_id in excluded or worker_id not in memberships:
-            continue
-        if selectors and not all_match(selectors, labels):
+        if worker_id in excluded or worker_id not in memberships or not worker_qualifies(job, labels, mode, now):
             continue
         load = loads.get(worker_id, Load())
         if not fits(capacity=capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
@@ -190,8 +126,8 @@ def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candi
                 queue_priority=memberships[worker_id],
             )
         )
-        costs[worker_id] = (cost, max_jobs)
-    return candidates, costs
+        terms[worker_id] = (cost, max_jobs)
+    return candidates, terms
 
 
 # How many candidates to rank beyond the free offer slots, in case some fill up or deregister
@@ -200,30 +136,21 @@ RANKING_MARGIN = 3
 RANKING_PAGE = 50
 
 
-def ranked_candidates(
-    job: Job, mode: dict, now: datetime, *, last_offered_worker_id: str | None, want: int
-) -> tuple[list[Candidate], dict[str, tuple[int, int | None]]]:
-    """The first `want` eligible workers for `job` in longestIdle or roundRobin order.
-
-    The database ranks the queue's available members (worker priority in the queue first, then
-    load ratio and idle time, or the round-robin rotation after `last_offered_worker_id`) with
-    each worker's load summed by correlated subqueries on the indexed offer and assignment
-    columns; Python then reads them a page at a time, checking selectors and capacity, and stops
-    as soon as it has enough. A decision therefore touches a page of workers, not all of them.
-    Same eligibility as `eligible_candidates`.
-    """
+def _ranking_queryset(job: Job, mode: dict, now: datetime, last_offered_worker_id: str | None):
+    """The queue's available members on the job's channel, not holding or declining the job, in
+    distribution order: worker priority in the queue first, then load ratio and idle time
+    (longestIdle) or the rotation after the last offered worker (roundRobin). Each worker's load
+    is summed by correlated subqueries on the indexed offer and assignment columns."""
     offer_cost = (
-        Offer.objects.filter(open_offer_q(now), worker_id=OuterRef("worker_id"))
+        Offer.objects.open_at(now).filter(worker_id=OuterRef("worker_id"))
         .values("worker_id").annotate(total=Sum("capacity_cost")).values("total")
     )
     assignment_cost = (
-        Assignment.objects.filter(LIVE_ASSIGNMENT_Q, worker_id=OuterRef("worker_id"))
+        Assignment.objects.live().filter(worker_id=OuterRef("worker_id"))
         .values("worker_id").annotate(total=Sum("capacity_cost")).values("total")
     )
-    held = Offer.objects.filter(open_offer_q(now), job_id=job.pk, worker_id=OuterRef("worker_id"))
-    declined = JobDecline.objects.filter(job_id=job.pk, worker_id=OuterRef("worker_id")).filter(
-        Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now)
-    )
+    held = Offer.objects.open_at(now).filter(job_id=job.pk, worker_id=OuterRef("worker_id"))
+    declined = JobDecline.objects.blocking_at(now).filter(job_id=job.pk, worker_id=OuterRef("worker_id"))
     priority = WorkerQueue.objects.filter(worker_id=OuterRef("worker_id"), queue_id=job.queue_id).values("priority")[:1]
     qs = (
         WorkerChannel.objects.filter(
@@ -235,32 +162,35 @@ def ranked_candidates(
             queue_priority=Subquery(priority),
             used=Coalesce(Subquery(offer_cost), 0) + Coalesce(Subquery(assignment_cost), 0),
         )
-        .annotate(
-            ratio=Case(
-                When(worker__capacity__lte=0, then=Value(1.0)),
-                default=ExpressionWrapper(F("used") * 1.0 / F("worker__capacity"), output_field=FloatField()),
-                output_field=FloatField(),
-            )
-        )
+        .annotate(ratio=load_ratio_sql("used", "worker__capacity"))
     )
     if mode.get("kind") == "roundRobin":
         after = last_offered_worker_id or ""
         rotation = Case(When(worker_id__gt=after, then=Value(0)), default=Value(1), output_field=IntegerField())
-        qs = qs.annotate(rotation=rotation).order_by("-queue_priority", "rotation", "worker_id")
-    else:
-        qs = qs.order_by("-queue_priority", "ratio", F("worker__idle_since").asc(nulls_last=True), "worker_id")
-    rows = qs.values_list(
+        return qs.annotate(rotation=rotation).order_by("-queue_priority", "rotation", "worker_id")
+    return qs.order_by("-queue_priority", "ratio", F("worker__idle_since").asc(nulls_last=True), "worker_id")
+
+
+def ranked_candidates(
+    job: Job, mode: dict, now: datetime, *, last_offered_worker_id: str | None, want: int
+) -> tuple[list[Candidate], dict[str, ChannelTerms]]:
+    """The first `want` eligible workers for `job` in longestIdle or roundRobin order.
+
+    The database ranks (see `_ranking_queryset`); Python reads a page at a time, checking
+    selectors and capacity, and stops as soon as it has enough, so a decision touches a page of
+    workers, not all of them. Same eligibility as `eligible_candidates`.
+    """
+    rows = _ranking_queryset(job, mode, now, last_offered_worker_id).values_list(
         "worker_id", "capacity_cost_per_job", "max_number_of_jobs", "worker__capacity", "worker__labels",
         "worker__idle_since", "queue_priority", "used", "ratio",
     )
-    selectors = [] if mode.get("bypassSelectors") else job_selectors(job, now)
     candidates: list[Candidate] = []
-    costs: dict[str, tuple[int, int | None]] = {}
+    terms: dict[str, ChannelTerms] = {}
     offset = 0
     while len(candidates) < want:
         page = list(rows[offset : offset + RANKING_PAGE])
         for worker_id, cost, max_jobs, capacity, labels, idle_since, queue_priority, used, ratio in page:
-            if selectors and not all_match(selectors, labels):
+            if not worker_qualifies(job, labels, mode, now):
                 continue
             # maxNumberOfJobs needs per-channel counts: only then read the worker's full load.
             load = load_of(worker_id, now) if max_jobs is not None else Load(used=used)
@@ -270,40 +200,84 @@ def ranked_candidates(
                 Candidate(worker_id=worker_id, labels=labels, load_ratio=min(1.0, ratio), idle_since=idle_since,
                           queue_priority=queue_priority or 0)
             )
-            costs[worker_id] = (cost, max_jobs)
+            terms[worker_id] = (cost, max_jobs)
             if len(candidates) >= want:
                 break
         if len(page) < RANKING_PAGE:
             break
         offset += RANKING_PAGE
-    return candidates, costs
+    return candidates, terms
 
 
-def _scorer(job: Job, mode: dict, now: datetime):
-    from routing.engine.rules import RuleError, batch_scores
-    from routing.services.remote_rules import call_remote_rule
+def _remote_scorer(job: Job, mode: dict, rule: dict, now: datetime) -> Scorer:
+    def remote_scores(band: list[Candidate]) -> list[float]:
+        try:
+            return batch_scores(
+                rule, job_labels=job.labels, selectors=job_selectors(job, now),
+                workers=[{**c.labels, "Id": c.worker_id} for c in band],
+                options=mode.get("scoringRuleOptions") or {}, remote=call_remote_rule,
+            )
+        except RuleError:
+            logger.warning("scoring rule failed for job %s; falling back to default scores", job.pk, exc_info=True)
+            return default_scorer_for(job.labels, job_selectors(job, now))(band)
 
-    rule = mode.get("scoringRule")
-    if rule and rule.get("kind") == "expression":
+    return remote_scores
+
+
+def _scorer(job: Job, mode: dict, now: datetime) -> Scorer:
+    """bestWorker scores: the scoring rule's (expression, static, function or webhook), or the
+    default scoring of how well a worker matches the job's selectors (ACS §4.3)."""
+    rule = mode.get("scoringRule") or {}
+    kind = rule.get("kind")
+    if kind == "expression":
         return expression_scorer_for(rule["expression"], job.labels)
-    if rule and rule.get("kind") == "static":
+    if kind == "static":
         value = rule.get("value")
         score = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
         return lambda band: [score] * len(band)
-    if rule and rule.get("kind") in ("function", "webhook"):
-        def remote_scores(band):
-            try:
-                return batch_scores(
-                    rule, job_labels=job.labels, selectors=job_selectors(job, now),
-                    workers=[{**c.labels, "Id": c.worker_id} for c in band],
-                    options=mode.get("scoringRuleOptions") or {}, remote=call_remote_rule,
-                )
-            except RuleError:
-                logger.warning("scoring rule failed for job %s; falling back to default scores", job.pk, exc_info=True)
-                return default_scorer_for(job.labels, job_selectors(job, now))(band)
-
-        return remote_scores
+    if kind in ("function", "webhook"):
+        return _remote_scorer(job, mode, rule, now)
     return default_scorer_for(job.labels, job_selectors(job, now))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What matching needs of a job's queue: the queue, its distribution policy and mode."""
+
+    queue: Queue
+    policy: DistributionPolicy
+    mode: dict
+
+    @property
+    def max_offers(self) -> int:
+        return int(self.mode.get("maxConcurrentOffers", 1))
+
+    def expires_at(self, now: datetime) -> datetime | None:
+        seconds = self.policy.offer_expires_after_seconds
+        return now + timedelta(seconds=seconds) if seconds else None
+
+
+def _distribution_for(job: Job) -> Distribution | None:
+    queue = Queue.objects.select_related("distribution_policy").filter(pk=job.queue_id).first()
+    if queue is None or queue.distribution_policy is None:
+        return None
+    policy = queue.distribution_policy
+    return Distribution(queue=queue, policy=policy, mode=policy.mode or {"kind": "longestIdle"})
+
+
+def _ranked(job: Job, dist: Distribution, held: int, now: datetime) -> tuple[list[Candidate], dict[str, ChannelTerms]]:
+    if dist.mode.get("kind") == "bestWorker":
+        # Scores need every candidate (and may come from a function or webhook).
+        candidates, terms = eligible_candidates(job, dist.mode, now)
+        ordered = order_candidates(
+            candidates, mode=dist.mode, last_offered_worker_id=dist.queue.last_offered_worker_id,
+            scorer=_scorer(job, dist.mode, now),
+        )
+        return ordered, terms
+    return ranked_candidates(
+        job, dist.mode, now, last_offered_worker_id=dist.queue.last_offered_worker_id,
+        want=dist.max_offers - held + RANKING_MARGIN,
+    )
 
 
 def match_job(*, job_id: str, now: datetime | None = None) -> list[str]:
@@ -311,79 +285,72 @@ def match_job(*, job_id: str, now: datetime | None = None) -> list[str]:
 
     No-op unless the job is `queued` and its queue has a distribution policy. Candidates are
     found and ranked without a transaction (a scoring rule may call out over HTTP); offers are
-    then issued under the job's row lock, re-checking each worker under its own lock, until the
-    job holds maxConcurrentOffers open offers or candidates run out. Each offer expires
-    `offerExpiresAfterSeconds` after it is issued (a stored timer marks it expired).
+    then issued under the job's row lock (`_offer_locked`). Each offer expires
+    `offerExpiresAfterSeconds` (seconds) after it is issued (a stored timer marks it expired).
     """
-    from routing.services.notify import notify_changed
-
     now = clock(now)
-    offered: list[str] = []
     job = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).first()
     if job is None or job.queue_id is None or job.channel_id is None:
-        return offered
-    queue = Queue.objects.select_related("distribution_policy").filter(pk=job.queue_id).first()
-    if queue is None or queue.distribution_policy is None:
-        return offered
-    policy = queue.distribution_policy
-    mode = policy.mode or {"kind": "longestIdle"}
-    max_offers = int(mode.get("maxConcurrentOffers", 1))
-    if Offer.objects.filter(open_offer_q(now), job_id=job.pk).count() >= max_offers:
-        return offered
-    if mode.get("kind") == "bestWorker":
-        # Scores need every candidate (and may come from a function or webhook).
-        candidates, costs = eligible_candidates(job, mode, now)
-        ordered = order_candidates(
-            candidates, mode=mode, last_offered_worker_id=queue.last_offered_worker_id, scorer=_scorer(job, mode, now)
-        )
-    else:
-        held = Offer.objects.filter(open_offer_q(now), job_id=job.pk).count()
-        ordered, costs = ranked_candidates(
-            job, mode, now, last_offered_worker_id=queue.last_offered_worker_id,
-            want=max_offers - held + RANKING_MARGIN,
-        )
+        return []
+    dist = _distribution_for(job)
+    if dist is None:
+        return []
+    held = Offer.objects.open_at(now).filter(job_id=job.pk).count()
+    if held >= dist.max_offers:
+        return []
+    ordered, terms = _ranked(job, dist, held, now)
     if not ordered:
-        return offered
-    expires_at = (
-        now + timedelta(seconds=policy.offer_expires_after_seconds) if policy.offer_expires_after_seconds else None
-    )
+        return []
+    return _offer_locked(job, dist, ordered, terms, now)
+
+
+def _offer_locked(
+    job: Job, dist: Distribution, ordered: list[Candidate], terms: dict[str, ChannelTerms], now: datetime
+) -> list[str]:
+    """Issue offers to `ordered` candidates until the job holds maxConcurrentOffers open offers.
+
+    Locks the job row first (lock order job → worker, as everywhere): the lock serialises all
+    offer decisions for this job across processes, and what ranking read is re-checked here, so
+    two processes matching one job never exceed maxConcurrentOffers."""
+    offered: list[str] = []
     with transaction.atomic():
-        # The job lock serialises all offer decisions for this job across processes; what was
-        # read above is re-checked here.
         locked = Job.objects.select_for_update().filter(
-            pk=job_id, status=JobStatus.QUEUED, queue_id=job.queue_id, channel_id=job.channel_id
+            pk=job.pk, status=JobStatus.QUEUED, queue_id=job.queue_id, channel_id=job.channel_id
         ).first()
         if locked is None:
             return offered
-        holding = set(Offer.objects.filter(open_offer_q(now), job_id=job_id).values_list("worker_id", flat=True))
-        slots = max_offers - len(holding)
-        declined = _declined_worker_ids(job_id, now)
+        holding = set(Offer.objects.open_at(now).filter(job_id=job.pk).values_list("worker_id", flat=True))
+        skip = holding | _declined_worker_ids(job.pk, now)
+        slots = dist.max_offers - len(holding)
+        expires_at = dist.expires_at(now)
         for candidate in ordered:
             if len(offered) >= slots:
                 break
-            if candidate.worker_id in holding or candidate.worker_id in declined:
+            if candidate.worker_id in skip:
                 continue
-            cost, max_jobs = costs[candidate.worker_id]
-            offer = _issue_offer(locked, candidate.worker_id, cost, max_jobs, expires_at, now)
-            if offer is not None:
+            cost, max_jobs = terms[candidate.worker_id]
+            if issue_offer(locked, candidate.worker_id, cost, max_jobs, expires_at, now) is not None:
                 offered.append(candidate.worker_id)
         if offered:
-            notify_changed(workers=offered, jobs=[job_id])
-            Job.objects.filter(pk=job_id).update(etag=new_etag())
-            if mode.get("kind") == "roundRobin":
-                Queue.objects.filter(pk=queue.pk).update(last_offered_worker_id=offered[-1])
+            notify_changed(workers=offered, jobs=[job.pk], now=now)
+            Job.objects.filter(pk=job.pk).update(etag=new_etag())
+            if dist.mode.get("kind") == "roundRobin":
+                Queue.objects.filter(pk=dist.queue.pk).update(last_offered_worker_id=offered[-1])
     return offered
 
 
-def _issue_offer(
+def issue_offer(
     job: Job, worker_id: str, cost: int, max_jobs: int | None, expires_at: datetime | None, now: datetime
 ) -> Offer | None:
-    # Re-check under the worker's row lock: a worker deregistering (or filling up through another
-    # job's offer) concurrently is either seen here or sees this offer and revokes it.
+    """Offer a locked job to one worker, or None when the worker is gone or full.
+
+    Re-checks under the worker's row lock: a worker deregistering (or filling up through another
+    job's offer) concurrently is either seen here or sees this offer and revokes it."""
     worker = Worker.objects.select_for_update().filter(pk=worker_id, available_for_offers=True).first()
     if worker is None:
         return None
-    if not fits(capacity=worker.capacity, load=load_of(worker_id, now), channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
+    if not fits(capacity=worker.capacity, load=load_of(worker_id, now), channel_id=job.channel_id or "", cost=cost,
+                max_jobs=max_jobs):
         return None
     offer = Offer.objects.create(
         job=job, worker_id=worker_id, channel_id=job.channel_id, capacity_cost=cost, offered_at=now, expires_at=expires_at
@@ -397,9 +364,7 @@ def _issue_offer(
 def _stream(queue_id: str, channel_id: str, chunk: int = 200) -> Iterable[Job]:
     """Queued jobs of one queue on one channel in queue order, read in index order (the
     job_match_order index) a chunk at a time."""
-    base = Job.objects.filter(queue_id=queue_id, status=JobStatus.QUEUED, channel_id=channel_id).order_by(
-        "-expedite", "-priority", "enqueued_at", "id"
-    )
+    base = Job.objects.queued_in(queue_id).filter(channel_id=channel_id).in_queue_order()
     offset = 0
     while True:
         page = list(base[offset : offset + chunk])
@@ -407,10 +372,6 @@ def _stream(queue_id: str, channel_id: str, chunk: int = 200) -> Iterable[Job]:
         if len(page) < chunk:
             return
         offset += chunk
-
-
-def _order_key(job: Job) -> tuple:
-    return (not job.expedite, -job.priority, job.enqueued_at, job.pk)
 
 
 def queued_jobs_for(queue_ids: list[str], channel_ids: list[str]) -> Iterable[Job]:
@@ -426,14 +387,57 @@ def queued_jobs_for(queue_ids: list[str], channel_ids: list[str]) -> Iterable[Jo
             bands[priorities[queue_id]].append(queue_id)
     for priority in sorted(bands, reverse=True):
         streams = [_stream(q, c) for q in bands[priority] for c in channel_ids]
-        yield from heapq.merge(*streams, key=_order_key)
+        yield from heapq.merge(*streams, key=Job.queue_order_key)
 
 
 def queue_modes(queue_ids: Iterable[str]) -> dict[str, dict]:
+    """Each queue's distribution mode ({} without a policy)."""
     return {
         queue_id: mode or {}
         for queue_id, mode in Queue.objects.filter(pk__in=list(queue_ids)).values_list("pk", "distribution_policy__mode")
     }
+
+
+@dataclass
+class WorkerSeat:
+    """A worker as matching sees it from its side: capacity, channel terms, queues, declines."""
+
+    worker: Worker
+    channels: dict[str, ChannelTerms]
+    queue_ids: list[str]
+    declined: set[str]
+    load: Load
+
+    @classmethod
+    def read(cls, worker: Worker, now: datetime) -> WorkerSeat:
+        return cls(
+            worker=worker,
+            channels={c.channel_id: (c.capacity_cost_per_job, c.max_number_of_jobs) for c in worker.channels.all()},
+            queue_ids=list(worker.queue_links.values_list("queue_id", flat=True)),
+            declined=declined_job_ids(worker.pk, now),
+            load=load_of(worker.pk, now),
+        )
+
+    def fits_job(self, job: Job, load: Load | None = None) -> bool:
+        cost, max_jobs = self.channels[job.channel_id or ""]
+        return fits(capacity=self.worker.capacity, load=load or self.load, channel_id=job.channel_id or "",
+                    cost=cost, max_jobs=max_jobs)
+
+    def has_room(self) -> bool:
+        return any(
+            fits(capacity=self.worker.capacity, load=self.load, channel_id=ch, cost=cost, max_jobs=max_jobs)
+            for ch, (cost, max_jobs) in self.channels.items()
+        )
+
+    def candidate_jobs(self, now: datetime) -> Iterable[Job]:
+        """Queued jobs in this worker's queue order that it could take now (selectors, declines,
+        capacity), read lazily."""
+        modes = queue_modes(self.queue_ids)
+        for job in queued_jobs_for(self.queue_ids, list(self.channels)):
+            if job.pk in self.declined or not self.fits_job(job):
+                continue
+            if worker_qualifies(job, self.worker.labels, modes.get(job.queue_id or "", {}), now):
+                yield job
 
 
 def match_worker(*, worker_id: str, now: datetime | None = None) -> int:
@@ -447,35 +451,15 @@ def match_worker(*, worker_id: str, now: datetime | None = None) -> int:
     worker = Worker.objects.filter(pk=worker_id, available_for_offers=True).first()
     if worker is None:
         return 0
-    channels = {c.channel_id: (c.capacity_cost_per_job, c.max_number_of_jobs) for c in worker.channels.all()}
-    queue_ids = list(worker.queue_links.values_list("queue_id", flat=True))
-    if not channels or not queue_ids:
+    seat = WorkerSeat.read(worker, now)
+    if not seat.channels or not seat.queue_ids or not seat.has_room():
         return 0
-    load = load_of(worker_id, now)
-    if not any(fits(capacity=worker.capacity, load=load, channel_id=ch, cost=c, max_jobs=m) for ch, (c, m) in channels.items()):
-        return 0
-    declined = set(
-        JobDecline.objects.filter(worker_id=worker_id)
-        .filter(Q(retry_offer_at__isnull=True) | Q(retry_offer_at__gt=now))
-        .values_list("job_id", flat=True)
-    )
-    modes = queue_modes(queue_ids)
     received = 0
-    for job in queued_jobs_for(queue_ids, list(channels)):
-        if job.pk in declined:
-            continue
-        cost, max_jobs = channels[job.channel_id]
-        if not fits(capacity=worker.capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
-            continue
-        if not modes.get(job.queue_id, {}).get("bypassSelectors") and not all_match(job_selectors(job, now), worker.labels):
-            continue
+    for job in seat.candidate_jobs(now):
         if worker_id in match_job(job_id=job.pk, now=now):
             received += 1
-            load = load_of(worker_id, now)
-            if not any(
-                fits(capacity=worker.capacity, load=load, channel_id=ch, cost=c, max_jobs=m)
-                for ch, (c, m) in channels.items()
-            ):
+            seat.load = load_of(worker_id, now)
+            if not seat.has_room():
                 break
     return received
 
@@ -493,9 +477,12 @@ def revoke_offers(offers: Q, now: datetime) -> list[tuple[str, str]]:
     """Revoke the open offers selected by `offers`; returns (offer id, job id) of those revoked.
 
     Compare-and-set on status: an offer accepted or expired concurrently is left alone."""
-    from routing.services.notify import notify_changed
-
-    targets = list(Offer.objects.filter(offers, status=OfferStatus.OPEN).values_list("id", "job_id", "worker_id"))
+    # Worker order: the worker rows are updated (locked) in id order, as everywhere.
+    targets = list(
+        Offer.objects.filter(offers, status=OfferStatus.OPEN).order_by("worker_id", "id").values_list(
+            "id", "job_id", "worker_id"
+        )
+    )
     revoked = []
     workers = []
     for offer_id, job_id, worker_id in targets:
@@ -506,5 +493,5 @@ def revoke_offers(offers: Q, now: datetime) -> list[tuple[str, str]]:
             workers.append(worker_id)
             Worker.objects.filter(pk=worker_id).update(etag=new_etag())
     if revoked:
-        notify_changed(workers=workers, jobs=[job_id for _, job_id in revoked])
+        notify_changed(workers=workers, jobs=[job_id for _, job_id in revoked], now=now)
     return revoked

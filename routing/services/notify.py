@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import datetime
 from typing import Iterable, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.utils import timezone
 
 from routing.models import Job, RouterEvent
 
@@ -55,9 +55,8 @@ def topics_for(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues:
     return sorted(topics)
 
 
-def record(topics: list[str]) -> list[RouterEvent]:
+def record(topics: list[str], now: datetime) -> list[RouterEvent]:
     """Write the event rows (in the caller's transaction, if any)."""
-    now = timezone.now()
     return RouterEvent.objects.bulk_create([RouterEvent(topic=t, origin=ORIGIN, created_at=now) for t in topics])
 
 
@@ -83,8 +82,10 @@ def send_local(events: Iterable[RouterEvent]) -> None:
         logger.warning("could not send %d router events", len(messages), exc_info=True)
 
 
-def notify_changed(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()) -> None:
+def notify_changed(
+    *, now: datetime, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()
+) -> None:
     """Announce, after the current transaction commits, that these workers, jobs (and their
-    queues) and queues changed."""
-    events = record(topics_for(workers=workers, jobs=jobs, queues=queues))
+    queues) and queues changed at `now`."""
+    events = record(topics_for(workers=workers, jobs=jobs, queues=queues), now)
     transaction.on_commit(lambda: send_local(events), robust=True)

@@ -1,38 +1,19 @@
-"""Offers: accept, decline and expiry (ACS 2023-11-01 §4.2)."""
+"""Offers: accept, decline and expiry (ACS 2023-11-01 §4.2). Lock order: job → offer → worker
+(see `routing.services.assignment`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
 
+from routing.clock import clock
 from routing.errors import Conflict, NotFound
-from routing.models import (
-    Assignment,
-    Job,
-    JobDecline,
-    JobStatus,
-    Offer,
-    OfferStatus,
-    RouterTimer,
-    TimerKind,
-    Worker,
-    new_etag,
-)
-from routing.services.common import after_commit, clock, parse_uuid
-from routing.services.matching import match_job, match_worker, revoke_offers
+from routing.models import Job, JobDecline, JobStatus, Offer, OfferStatus, RouterTimer, TimerKind, Worker, new_etag
+from routing.services.assignment import AcceptResult, assign_locked, deregister_locked
+from routing.services.common import after_commit, parse_uuid
+from routing.services.matching import match_job, match_worker
 from routing.services.notify import notify_changed
-
-
-@dataclass(frozen=True)
-class AcceptResult:
-    """ACS AcceptJobOfferResult."""
-
-    assignment_id: str
-    job_id: str
-    worker_id: str
 
 
 def _offer_not_found(worker_id: str, offer_id: str) -> NotFound:
@@ -41,7 +22,7 @@ def _offer_not_found(worker_id: str, offer_id: str) -> NotFound:
 
 def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) -> AcceptResult:
     """Accept an open offer: the job becomes `assigned` to the worker, its other offers are
-    revoked (ACS `:accept`).
+    revoked (ACS `:accept`); returns the AcceptJobOfferResult.
 
     NotFound (404) when the worker has no such open offer (declined, revoked, or past its
     expiresAt: an expired offer is never accepted, even before the timer marks it); Conflict (409)
@@ -53,38 +34,22 @@ def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) 
     if job_id is None:
         raise _offer_not_found(worker_id, offer_id)
     with transaction.atomic():
-        # Lock order job → offer → worker, as in match_job: concurrent accepts of offers for one
-        # job queue up here, and only the first finds the job still queued.
+        # Lock order job → offer → worker: concurrent accepts of offers for one job queue up
+        # here, and only the first finds the job still queued.
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
             raise _offer_not_found(worker_id, offer_id)
         offer = Offer.objects.select_for_update().get(pk=oid)
-        if offer.status != OfferStatus.OPEN or (offer.expires_at is not None and offer.expires_at <= now):
+        if not offer.is_open_at(now):
             if job.status == JobStatus.ASSIGNED:
                 raise Conflict(f"Job {job_id!r} has already been accepted by another worker.")
             raise _offer_not_found(worker_id, offer_id)
         if job.status != JobStatus.QUEUED:
             raise Conflict(f"Job {job_id!r} is {job.status}; the offer can no longer be accepted.")
-        # Compare-and-set guards against a revoke/expire that does not take the job lock.
+        # Compare-and-set guards against a revoke that does not take the job lock.
         if not Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.ACCEPTED, ended_at=now):
             raise _offer_not_found(worker_id, offer_id)
-        assignment = assign_locked(job, worker_id=worker_id, channel_id=offer.channel_id, cost=offer.capacity_cost, now=now)
-    return AcceptResult(assignment_id=str(assignment.pk), job_id=job.pk, worker_id=worker_id)
-
-
-def assign_locked(job: Job, *, worker_id: str, channel_id: str, cost: int, now: datetime) -> Assignment:
-    """Assign a locked, queued job to a worker: the assignment row, status `assigned`, the job's
-    remaining open offers revoked. Used by offer acceptance and by manual request-next."""
-    assignment = Assignment.objects.create(
-        job=job, worker_id=worker_id, channel_id=channel_id, capacity_cost=cost, assigned_at=now
-    )
-    job.status = JobStatus.ASSIGNED
-    job.touch(now)
-    job.save(update_fields=["status", "etag", "updated_at"])
-    revoke_offers(Q(job_id=job.pk), now)
-    Worker.objects.filter(pk=worker_id).update(etag=new_etag(), idle_since=None)
-    notify_changed(workers=[worker_id], jobs=[job.pk])
-    return assignment
+        return assign_locked(job, worker_id=worker_id, channel_id=offer.channel_id, cost=offer.capacity_cost, now=now)
 
 
 def offer_decline(
@@ -97,7 +62,7 @@ def offer_decline(
     oid = parse_uuid(offer_id)
     with transaction.atomic():
         offer = Offer.objects.select_for_update().filter(pk=oid, worker_id=worker_id).first()
-        if offer is None or offer.status != OfferStatus.OPEN or (offer.expires_at and offer.expires_at <= now):
+        if offer is None or not offer.is_open_at(now):
             raise _offer_not_found(worker_id, offer_id)
         Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.DECLINED, ended_at=now)
         JobDecline.objects.update_or_create(job_id=offer.job_id, worker_id=worker_id, defaults={"retry_offer_at": retry_offer_at})
@@ -105,9 +70,9 @@ def offer_decline(
             RouterTimer.objects.create(kind=TimerKind.DECLINE_RETRY, target_id=offer.job_id, due_at=retry_offer_at)
         Worker.objects.filter(pk=worker_id).update(etag=new_etag())
         Job.objects.filter(pk=offer.job_id).update(etag=new_etag())
-        notify_changed(workers=[worker_id], jobs=[offer.job_id])
-        after_commit(match_job, job_id=offer.job_id)
-        after_commit(match_worker, worker_id=worker_id)
+        notify_changed(workers=[worker_id], jobs=[offer.job_id], now=now)
+        after_commit(match_job, job_id=offer.job_id, now=now)
+        after_commit(match_worker, worker_id=worker_id, now=now)
 
 
 def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
@@ -115,26 +80,24 @@ def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
     documents, the worker is deregistered (availableForOffers false, other offers revoked) so an
     absent agent is not rung again and again; the job goes on to the next worker. Returns False
     when the offer was answered first (compare-and-set on its status)."""
-    from routing.services.workers import worker_deregister_locked
-
     now = clock(now)
     oid = parse_uuid(offer_id)
     with transaction.atomic():
         offer = Offer.objects.filter(pk=oid).values("job_id", "worker_id").first()
         if offer is None:
             return False
-        # Lock the worker before the status change, as deregistration does, so the order of
-        # locks is the same on every path that touches this worker's offers.
-        worker = Worker.objects.select_for_update().filter(pk=offer["worker_id"]).first()
+        # Lock order job → offer → worker, as offer_accept takes them.
+        Job.objects.select_for_update().filter(pk=offer["job_id"]).first()
         if not Offer.objects.filter(pk=oid, status=OfferStatus.OPEN, expires_at__lte=now).update(
             status=OfferStatus.EXPIRED, ended_at=now
         ):
             return False
         Job.objects.filter(pk=offer["job_id"]).update(etag=new_etag())
+        worker = Worker.objects.select_for_update().filter(pk=offer["worker_id"]).first()
         if worker is not None:
-            worker_deregister_locked(worker, now)
-        notify_changed(workers=[offer["worker_id"]], jobs=[offer["job_id"]])
-        after_commit(match_job, job_id=offer["job_id"])
+            deregister_locked(worker, now)
+        notify_changed(workers=[offer["worker_id"]], jobs=[offer["job_id"]], now=now)
+        after_commit(match_job, job_id=offer["job_id"], now=now)
     return True
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from routing import validation as v
+from routing.clock import clock
 from routing.errors import Conflict, InvalidRequest, NotFound
 from routing.models import (
     ACTIVE_JOB_STATUSES,
@@ -18,125 +18,109 @@ from routing.models import (
     Job,
     Queue,
 )
-from routing.services.common import Precondition, after_commit, clock, locked_get, upsert
+from routing.patches import (
+    UNSET,
+    ClassificationPolicyPatch,
+    DistributionPolicyPatch,
+    ExceptionPolicyPatch,
+    QueuePatch,
+    apply_labels,
+)
+from routing.services.common import Precondition, after_commit, locked_get, upsert
+from routing.services.matching import match_queue
 
 
 def distribution_policy_upsert(
-    *, policy_id: str, patch: dict[str, Any], precondition: Precondition | None = None, now: datetime | None = None
+    *, policy_id: str, patch: DistributionPolicyPatch, precondition: Precondition | None = None,
+    now: datetime | None = None,
 ) -> tuple[DistributionPolicy, bool]:
-    """Create or merge-patch a DistributionPolicy. `patch` is the 2023-11-01 wire shape
-    (`name`, `offerExpiresAfterSeconds` in seconds, `mode`). Raises InvalidRequest (400),
-    PreconditionFailed (412). Returns (policy, created)."""
+    """Create or merge-patch a DistributionPolicy (`offerExpiresAfterSeconds` in seconds; `mode`
+    required on create). Raises InvalidRequest (400), PreconditionFailed (412). Returns
+    (policy, created)."""
     now = clock(now)
 
     def apply(policy: DistributionPolicy, created: bool) -> None:
-        if "name" in patch:
-            policy.name = v.optional_string(patch["name"], "name") or ""
-        if "offerExpiresAfterSeconds" in patch:
-            policy.offer_expires_after_seconds = v.optional_number(
-                patch["offerExpiresAfterSeconds"], "offerExpiresAfterSeconds", minimum=0
-            )
-        if "mode" in patch and patch["mode"] is not None:
-            policy.mode = v.distribution_mode(v.merge_polymorphic(policy.mode, patch["mode"]))
-        elif created:
-            raise InvalidRequest("mode is required.", target="mode")
+        if patch.name is not UNSET:
+            policy.name = patch.name
+        if patch.offer_expires_after_seconds is not UNSET:
+            policy.offer_expires_after_seconds = patch.offer_expires_after_seconds
+        mode = patch.resolve_mode(policy.mode or None, created=created)
+        if mode is not None:
+            policy.mode = mode
 
     return upsert(DistributionPolicy, pk=policy_id, now=now, precondition=precondition, apply=apply)
 
 
 def classification_policy_upsert(
-    *, policy_id: str, patch: dict[str, Any], precondition: Precondition | None = None, now: datetime | None = None
+    *, policy_id: str, patch: ClassificationPolicyPatch, precondition: Precondition | None = None,
+    now: datetime | None = None,
 ) -> tuple[ClassificationPolicy, bool]:
     """Create or merge-patch a ClassificationPolicy (lists replace whole). Raises InvalidRequest
     (400) with the field path, including an expression's syntax error position."""
     now = clock(now)
 
     def apply(policy: ClassificationPolicy, created: bool) -> None:
-        if "name" in patch:
-            policy.name = v.optional_string(patch["name"], "name") or ""
-        if "fallbackQueueId" in patch:
-            policy.fallback_queue_id = v.optional_string(patch["fallbackQueueId"], "fallbackQueueId")
-        if "queueSelectorAttachments" in patch:
-            policy.queue_selector_attachments = [
-                v.queue_selector_attachment(a, f"queueSelectorAttachments[{i}]")
-                for i, a in enumerate(v.require_list(patch["queueSelectorAttachments"] or [], "queueSelectorAttachments"))
-            ]
-        if "workerSelectorAttachments" in patch:
-            policy.worker_selector_attachments = [
-                v.worker_selector_attachment(a, f"workerSelectorAttachments[{i}]")
-                for i, a in enumerate(
-                    v.require_list(patch["workerSelectorAttachments"] or [], "workerSelectorAttachments")
-                )
-            ]
-        if "prioritizationRule" in patch:
-            raw = patch["prioritizationRule"]
-            policy.prioritization_rule = (
-                None if raw is None else v.rule(v.merge_polymorphic(policy.prioritization_rule, raw), "prioritizationRule")
-            )
+        if patch.name is not UNSET:
+            policy.name = patch.name
+        if patch.fallback_queue_id is not UNSET:
+            policy.fallback_queue_id = patch.fallback_queue_id
+        if patch.queue_selector_attachments is not UNSET:
+            policy.queue_selector_attachments = patch.queue_selector_attachments
+        if patch.worker_selector_attachments is not UNSET:
+            policy.worker_selector_attachments = patch.worker_selector_attachments
+        if patch.prioritization_rule is not UNSET:
+            policy.prioritization_rule = patch.resolve_prioritization_rule(policy.prioritization_rule)
 
     return upsert(ClassificationPolicy, pk=policy_id, now=now, precondition=precondition, apply=apply)
 
 
 def exception_policy_upsert(
-    *, policy_id: str, patch: dict[str, Any], precondition: Precondition | None = None, now: datetime | None = None
+    *, policy_id: str, patch: ExceptionPolicyPatch, precondition: Precondition | None = None,
+    now: datetime | None = None,
 ) -> tuple[ExceptionPolicy, bool]:
     """Create or merge-patch an ExceptionPolicy; `exceptionRules` is a list that replaces whole."""
     now = clock(now)
 
     def apply(policy: ExceptionPolicy, created: bool) -> None:
-        if "name" in patch:
-            policy.name = v.optional_string(patch["name"], "name") or ""
-        if "exceptionRules" in patch:
-            rules = [
-                v.exception_rule(r, f"exceptionRules[{i}]")
-                for i, r in enumerate(v.require_list(patch["exceptionRules"] or [], "exceptionRules"))
-            ]
-            ids = [r["id"] for r in rules]
-            if len(set(ids)) != len(ids):
-                raise InvalidRequest("exceptionRules ids must be unique.", target="exceptionRules")
-            policy.exception_rules = rules
+        if patch.name is not UNSET:
+            policy.name = patch.name
+        if patch.exception_rules is not UNSET:
+            policy.exception_rules = patch.exception_rules
 
     return upsert(ExceptionPolicy, pk=policy_id, now=now, precondition=precondition, apply=apply)
 
 
+def _policy_ref(model: type[DistributionPolicy] | type[ExceptionPolicy], policy_id: str | None, field: str) -> str | None:
+    if policy_id is not None and not model.objects.filter(pk=policy_id).exists():
+        what = model._meta.verbose_name
+        raise InvalidRequest(f"{field}: {what} {policy_id!r} does not exist.", target=field)
+    return policy_id
+
+
 def queue_upsert(
-    *, queue_id: str, patch: dict[str, Any], precondition: Precondition | None = None, now: datetime | None = None
+    *, queue_id: str, patch: QueuePatch, precondition: Precondition | None = None, now: datetime | None = None
 ) -> tuple[Queue, bool]:
     """Create or merge-patch a RouterQueue. `labels` merge per key and always carry
     `Id = queue_id` (as the service adds it). `priority` (int) is the seed 002 extension.
-    Raises InvalidRequest when a referenced policy does not exist."""
+    Raises InvalidRequest when a referenced policy does not exist, or on create without a
+    distribution policy. A changed queue is matched again after commit."""
     now = clock(now)
 
     def apply(queue: Queue, created: bool) -> None:
-        if "name" in patch:
-            queue.name = v.optional_string(patch["name"], "name") or ""
-        if "distributionPolicyId" in patch:
-            policy_id = v.optional_string(patch["distributionPolicyId"], "distributionPolicyId")
-            if policy_id is not None and not DistributionPolicy.objects.filter(pk=policy_id).exists():
-                raise InvalidRequest(
-                    f"distributionPolicyId: distribution policy {policy_id!r} does not exist.",
-                    target="distributionPolicyId",
-                )
-            queue.distribution_policy_id = policy_id
+        if patch.name is not UNSET:
+            queue.name = patch.name
+        if patch.distribution_policy_id is not UNSET:
+            queue.distribution_policy_id = _policy_ref(DistributionPolicy, patch.distribution_policy_id, "distributionPolicyId")
         if created and queue.distribution_policy_id is None:
             raise InvalidRequest("distributionPolicyId is required.", target="distributionPolicyId")
-        if "exceptionPolicyId" in patch:
-            policy_id = v.optional_string(patch["exceptionPolicyId"], "exceptionPolicyId")
-            if policy_id is not None and not ExceptionPolicy.objects.filter(pk=policy_id).exists():
-                raise InvalidRequest(
-                    f"exceptionPolicyId: exception policy {policy_id!r} does not exist.", target="exceptionPolicyId"
-                )
-            queue.exception_policy_id = policy_id
-        if "labels" in patch and patch["labels"] is not None:
-            queue.labels = v.merge_label_map(queue.labels or {}, patch["labels"], "labels")
-        queue.labels = {**(queue.labels or {}), "Id": queue.id}
-        if "priority" in patch:
-            queue.priority = v.optional_int(patch["priority"], "priority") or 0
+        if patch.exception_policy_id is not UNSET:
+            queue.exception_policy_id = _policy_ref(ExceptionPolicy, patch.exception_policy_id, "exceptionPolicyId")
+        queue.labels = {**apply_labels(queue.labels, patch.labels), "Id": queue.id}
+        if patch.priority is not UNSET:
+            queue.priority = patch.priority
         if not created:
             # A different policy or priority can change who is offered what.
-            from routing.services.matching import match_queue
-
-            after_commit(match_queue, queue_id=queue.id)
+            after_commit(match_queue, queue_id=queue.id, now=now)
 
     return upsert(Queue, pk=queue_id, now=now, precondition=precondition, apply=apply)
 

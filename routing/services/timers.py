@@ -19,32 +19,54 @@ from typing import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.utils import timezone
 
+from routing import clock
 from routing.models import RouterEvent, RouterTimer, TimerKind
+from routing.services.classification import classify_owed
+from routing.services.common import register_owed_work_runner
+from routing.services.exceptions import exception_rule_due
+from routing.services.jobs import assignment_close_due, job_schedule_due, job_selectors_expire
+from routing.services.offers import decline_retry_due, offer_expire
 
 logger = logging.getLogger("routing.timers")
 
+# Timer kind → handler(target id, now). Owed work (classify, exceptionQueueLength) is due at once.
+HANDLERS: dict[str, Callable[[str, datetime], object]] = {
+    TimerKind.OFFER_EXPIRY: lambda target, now: offer_expire(offer_id=target, now=now),
+    TimerKind.ASSIGNMENT_CLOSE: lambda target, now: assignment_close_due(assignment_id=target, now=now),
+    TimerKind.DECLINE_RETRY: lambda target, now: decline_retry_due(job_id=target, now=now),
+    TimerKind.JOB_SCHEDULE: lambda target, now: job_schedule_due(job_id=target, now=now),
+    TimerKind.EXCEPTION_WAIT_TIME: lambda target, now: exception_rule_due(target=target, now=now),
+    TimerKind.EXCEPTION_QUEUE_LENGTH: lambda target, now: exception_rule_due(target=target, now=now),
+    TimerKind.SELECTOR_EXPIRY: lambda target, now: job_selectors_expire(job_id=target, now=now),
+    TimerKind.CLASSIFY: lambda target, now: classify_owed(job_id=target, now=now),
+}
 
-def _handlers() -> dict[str, Callable[..., object]]:
-    from routing.services.exceptions import exception_wait_time_due
-    from routing.services.jobs import assignment_close_due, job_schedule_due, job_selectors_expire
-    from routing.services.offers import decline_retry_due, offer_expire
 
-    return {
-        TimerKind.OFFER_EXPIRY: lambda target, now: offer_expire(offer_id=target, now=now),
-        TimerKind.ASSIGNMENT_CLOSE: lambda target, now: assignment_close_due(assignment_id=target, now=now),
-        TimerKind.DECLINE_RETRY: lambda target, now: decline_retry_due(job_id=target, now=now),
-        TimerKind.JOB_SCHEDULE: lambda target, now: job_schedule_due(job_id=target, now=now),
-        TimerKind.EXCEPTION_WAIT_TIME: lambda target, now: exception_wait_time_due(target=target, now=now),
-        TimerKind.SELECTOR_EXPIRY: lambda target, now: job_selectors_expire(job_id=target, now=now),
-    }
+def run_timer(timer_id: int, kind: str, target_id: str, now: datetime) -> bool:
+    """Claim one timer and run its handler in one transaction; False when another loop (or the
+    after-commit run of owed work) claimed it first. A handler that raises rolls its claim back."""
+    with transaction.atomic():
+        # Compare-and-set claim: of several loops, exactly one runs each timer.
+        if not RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True).update(fired_at=now):
+            return False
+        HANDLERS[kind](target_id, now)
+    return True
+
+
+def run_owed_work(timer_id: int) -> None:
+    """Run one owed-work row right after the commit that wrote it (`common.owe`)."""
+    row = RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True).values_list("kind", "target_id").first()
+    if row is not None:
+        run_timer(timer_id, row[0], row[1], clock.now())
+
+
+register_owed_work_runner(run_owed_work)
 
 
 def run_due_timers(*, now: datetime | None = None, limit: int = 200) -> int:
     """Run every timer due at `now`; returns how many this call claimed and ran."""
-    now = now or timezone.now()
-    handlers = _handlers()
+    now = clock.clock(now)
     due = list(
         RouterTimer.objects.filter(fired_at__isnull=True, due_at__lte=now)
         .order_by("due_at")
@@ -53,12 +75,8 @@ def run_due_timers(*, now: datetime | None = None, limit: int = 200) -> int:
     ran = 0
     for timer_id, kind, target_id in due:
         try:
-            with transaction.atomic():
-                # Compare-and-set claim: of several loops, exactly one runs each timer.
-                if not RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True).update(fired_at=now):
-                    continue
-                handlers[kind](target_id, now)
-            ran += 1
+            if run_timer(timer_id, kind, target_id, now):
+                ran += 1
         except Exception:
             # One broken timer must not stall the others; it stays unclaimed (rolled back) and
             # is retried on the next pass.
@@ -74,7 +92,7 @@ HOUSEKEEPING_EVERY_SECONDS = 60.0
 def housekeeping(*, now: datetime | None = None) -> tuple[int, int]:
     """Drop RouterEvent rows older than 10 minutes (relays read them within a second) and timers
     that fired over a day ago. Returns (events, timers) deleted."""
-    now = now or timezone.now()
+    now = clock.clock(now)
     events, _ = RouterEvent.objects.filter(created_at__lt=now - EVENT_RETENTION).delete()
     timers, _ = RouterTimer.objects.filter(fired_at__lt=now - FIRED_TIMER_RETENTION).delete()
     return events, timers
@@ -104,7 +122,7 @@ def run_timer_loop(*, should_stop: Callable[[], bool], poll_seconds: float | Non
             upcoming = None
         delay = poll
         if upcoming is not None:
-            delay = min(poll, max(0.0, (upcoming - timezone.now()).total_seconds()))
+            delay = min(poll, max(0.0, (upcoming - clock.now()).total_seconds()))
         if delay:
             time.sleep(delay)
     logger.info("timer loop stopped")

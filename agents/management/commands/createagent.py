@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from routing.errors import RouterError
+from routing.patches import ChannelSpec, WorkerPatch
 from routing.services.workers import worker_link_user, worker_upsert
 
 
@@ -47,13 +48,13 @@ class Command(BaseCommand):
                 user.save()
                 worker_upsert(
                     worker_id=worker_id,
-                    patch={
-                        "capacity": options["capacity"],
-                        "queues": [q for q, _ in queues],
-                        "queuePriorities": {q: p for q, p in queues},
-                        "channels": [{"channelId": c, "capacityCostPerJob": cost} for c, cost in channels],
-                        "availableForOffers": options["available"],
-                    },
+                    patch=WorkerPatch(
+                        capacity=options["capacity"],
+                        queues=[q for q, _ in queues],
+                        queue_priorities=dict(queues),
+                        channels=[ChannelSpec(c, cost, None) for c, cost in channels],
+                        available_for_offers=options["available"],
+                    ),
                 )
                 worker_link_user(worker_id=worker_id, user=user)
         except RouterError as exc:
