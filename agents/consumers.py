@@ -71,7 +71,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if action == "refresh":
             await self.push_state()
             return
-        handler = self.actions.get(action)
+        handler = self.actions.get(str(action))
         if handler is None:
             await self.send_json({"type": "result", "requestId": request_id, "action": action, "ok": False,
                                   "error": {"code": "UnknownAction", "message": f"Unknown action {action!r}."}})

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -17,7 +18,7 @@ from routing.services import customers
 
 @login_required
 def desk(request: HttpRequest) -> HttpResponse:
-    worker = Worker.objects.filter(user=request.user).first()
+    worker = Worker.objects.filter(user_id=request.user.pk or 0).first()
     if worker is None:
         return render(request, "agents/no_worker.html", status=403)
     return render(request, "agents/desk.html", {"worker": worker})
@@ -43,6 +44,7 @@ def _parse_extra(text: str) -> dict[str, str]:
 @login_required
 def join_queue(request: HttpRequest) -> HttpResponse:
     """Self-service (seed 002 Q11): a logged-in customer picks a queue and joins it."""
+    assert isinstance(request.user, User)  # login_required
     waiting = customers.customer_waiting_job(request.user)
     if waiting is not None:
         return redirect(customers.waiting_room_link(job_id=waiting.pk).path)
@@ -51,7 +53,7 @@ def join_queue(request: HttpRequest) -> HttpResponse:
             job = customers.customer_join_queue(
                 user=request.user,
                 queue_id=request.POST.get("queue", ""),
-                channel_id=settings.JOBROUTER_SELF_SERVICE_CHANNEL,
+                channel_id=str(settings.JOBROUTER_SELF_SERVICE_CHANNEL),
                 data=_parse_extra(request.POST.get("extra", "")),
             )
         except RouterError as exc:

@@ -13,6 +13,7 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, overload
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -20,7 +21,12 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
+    """A string setting; unset or empty gives `default`."""
     value = os.environ.get(name)
     return default if value in (None, "") else value
 
@@ -178,10 +184,10 @@ WSGI_APPLICATION = None
 ASGI_APPLICATION = "jobrouter.asgi.application"
 
 
-def _database_config() -> dict:
+def _database_config() -> dict[str, Any]:
     default_sqlite = f"sqlite:///{VAR_DIR / 'jobrouter.sqlite3'}"
     url = env_str("DATABASE_URL", default_sqlite)
-    config = dj_database_url.parse(url, conn_max_age=0)
+    config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
     if config["ENGINE"] == "django.db.backends.sqlite3":
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         config["OPTIONS"] = {

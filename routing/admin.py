@@ -8,14 +8,15 @@ Structured fields are edited as JSON in the 2023-11-01 wire shape and shown read
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from routing import clock
 from routing.errors import RouterError
 from routing.models import (
     Assignment,
@@ -28,7 +29,6 @@ from routing.models import (
     RouterTimer,
     Worker,
 )
-from routing import clock
 from routing.patches import (
     ClassificationPolicyPatch,
     DistributionPolicyPatch,
@@ -43,15 +43,25 @@ from routing.services import workers as worker_services
 
 
 class ServiceForm(forms.ModelForm):
-    """A ModelForm whose `clean()` runs the domain upsert's validation by asking the admin class
-    to build the patch; errors come back with the API's wording."""
+    """A ModelForm whose `clean()` asks its admin to build the wire patch and validates it with
+    the REST API's parser (`routing.patches`), so invalid input is refused on the form with the
+    API's message. `service_admin` is set by `ServiceAdmin.get_form`."""
 
     id = forms.CharField(max_length=255, help_text="The resource id clients use in the API.")
+    service_admin: ClassVar[ServiceAdmin | None] = None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance and self.instance.pk:
+        data = super().clean() or {}
+        editing = bool(self.instance and self.instance.pk)
+        if editing:
             data["id"] = self.instance.pk
+        if self.errors or self.service_admin is None or not data.get("id"):
+            return data
+        try:
+            patch = self.service_admin.patch_class.from_wire(self.service_admin.to_patch(data))
+            patch.check_complete(created=not editing)
+        except RouterError as exc:
+            raise forms.ValidationError(exc.message) from exc
         return data
 
 
@@ -70,10 +80,12 @@ class ServiceAdmin(admin.ModelAdmin):
         readonly = list(super().get_readonly_fields(request, obj))
         return readonly + (["id"] if obj else [])
 
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: Any | None = None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change=change, **kwargs)
         if obj is not None and "id" in form.base_fields:
             del form.base_fields["id"]
+        if issubclass(form, ServiceForm):
+            form.service_admin = self
         return form
 
     def to_patch(self, data: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
@@ -117,35 +129,6 @@ class ServiceAdmin(admin.ModelAdmin):
 
     def delete_one(self, pk: str) -> None:
         type(self).delete(**{self.id_kwarg: pk})
-
-
-def validated_form(admin_cls: type[ServiceAdmin], base: type[ServiceForm] = ServiceForm):
-    """Form class whose clean() builds the wire patch and validates it with the API's parser
-    (`routing.patches`), so invalid input is refused on the form with the API's message."""
-
-    class Form(base):
-        class Meta(getattr(base, "Meta", object)):
-            model = admin_cls.model_cls
-            fields = getattr(getattr(base, "Meta", None), "fields", None) or tuple(
-                f for f in admin_cls.fields if f != "id"
-            )
-
-        def clean(self):
-            data = super().clean()
-            if self.errors:
-                return data
-            admin_obj = admin_cls(admin_cls.model_cls, admin.site)
-            pk = data.get("id")
-            if not pk:
-                return data
-            try:
-                patch = admin_cls.patch_class.from_wire(admin_obj.to_patch(data))
-                patch.check_complete(created=not (self.instance and self.instance.pk))
-            except RouterError as exc:
-                raise forms.ValidationError(exc.message) from exc
-            return data
-
-    return Form
 
 
 def pretty_json(value: Any) -> str:
@@ -404,6 +387,7 @@ class WorkerForm(ServiceForm):
 class WorkerAdmin(ServiceAdmin):
     model_cls = Worker
     patch_class = WorkerPatch
+    form = WorkerForm
     upsert = staticmethod(worker_services.worker_upsert)
     delete = staticmethod(worker_services.worker_delete)
     id_kwarg = "worker_id"
@@ -572,7 +556,3 @@ class RouterTimerAdmin(ReadOnlyAdmin):
     list_display = ("kind", "target_id", "due_at", "fired_at")
     list_filter = ("kind",)
 
-
-for _cls in (DistributionPolicyAdmin, ClassificationPolicyAdmin, ExceptionPolicyAdmin, QueueAdmin):
-    _cls.form = validated_form(_cls)
-WorkerAdmin.form = validated_form(WorkerAdmin, WorkerForm)

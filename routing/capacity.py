@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.db.models import Case, ExpressionWrapper, F, FloatField, Q, Value, When
 
-from routing.models import Assignment, Offer, open_offer_q
+from routing.models import Assignment, Offer
 
 
 @dataclass

@@ -11,7 +11,6 @@ State changes go through the functions in `routing.services`; nothing else write
 from __future__ import annotations
 
 import uuid
-
 from datetime import datetime
 
 from django.db import models

@@ -78,6 +78,10 @@ def _list_of(parse: Callable[[Any, str], T]) -> Callable[[Any, str], list[T]]:
     return parse_list
 
 
+def _int(value: Any, where: str) -> int:
+    return v.optional_int(value, where) or 0
+
+
 def _name(value: Any, where: str) -> str:
     return v.optional_string(value, where) or ""
 
@@ -110,7 +114,7 @@ class JobPatch:
             channel_id=_field(body, "channelId", v.optional_string),
             queue_id=_field(body, "queueId", v.optional_string),
             classification_policy_id=_field(body, "classificationPolicyId", v.optional_string),
-            priority=_non_null(body, "priority", v.optional_int),
+            priority=_non_null(body, "priority", _int),
             requested_worker_selectors=_field(
                 body, "requestedWorkerSelectors", lambda val, where: v.worker_selectors(val or [], where)
             ),
@@ -312,7 +316,7 @@ class QueuePatch:
             distribution_policy_id=_field(body, "distributionPolicyId", v.optional_string),
             exception_policy_id=_field(body, "exceptionPolicyId", v.optional_string),
             labels=_non_null(body, "labels", label_patch),
-            priority=_field(body, "priority", lambda val, where: v.optional_int(val, where) or 0),
+            priority=_field(body, "priority", _int),
         )
 
     def check_complete(self, *, created: bool) -> None:

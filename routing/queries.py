@@ -256,7 +256,7 @@ def job_position(job_id: str, now: datetime | None = None) -> JobPosition:
     return JobPosition(
         job_id=job.pk,
         position=position,
-        queue_id=job.queue_id,
+        queue_id=job.queue_id or "",
         queue_length=queued.count(),
-        estimated_wait_time_minutes=estimated_wait_minutes(position, _assignments_per_minute(job.queue_id, now)),
+        estimated_wait_time_minutes=estimated_wait_minutes(position, _assignments_per_minute(job.queue_id or "", now)),
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any, Callable
 
 from django.utils.dateparse import parse_datetime
@@ -227,51 +228,61 @@ def worker_selectors(value: Any, where: str, *, with_defaults: bool = True) -> l
 # --- rules -----------------------------------------------------------------------------------
 
 
-def rule(value: Any, where: str) -> dict:
-    """A RouterRule (§3.3). Expression rules are compiled now so a syntax error is a 400 that
-    names the position; `language` is filled in as powerFx, as the service does."""
-    obj = require_object(value, where)
-    kind = kind_of(obj, RULE_KINDS, where)
-    if kind == "static":
-        result: dict[str, Any] = {"kind": kind}
-        if "value" in obj and obj["value"] is not None:
-            result["value"] = obj["value"]
-        return result
-    if kind == "directMap":
-        return {"kind": kind}
-    if kind == "expression":
-        source = required_string(obj, "expression", where)
-        language = obj.get("language") or "powerFx"
-        if not isinstance(language, str) or language.lower() != "powerfx":
-            raise InvalidRequest(f"{where}.language must be powerFx.", target=f"{where}.language")
-        try:
-            compile_expression(source)
-        except ExpressionError as exc:
-            raise InvalidRequest(f"{where}.expression: {exc}", target=f"{where}.expression") from exc
-        return {"kind": kind, "language": "powerFx", "expression": source}
-    if kind == "function":
-        result = {"kind": kind, "functionUri": _uri(obj, "functionUri", where)}
-        if obj.get("credential") is not None:
-            cred = require_object(obj["credential"], f"{where}.credential")
-            result["credential"] = {
-                k: optional_string(cred.get(k), f"{where}.credential.{k}")
-                for k in ("functionKey", "appKey", "clientId")
-                if cred.get(k) is not None
-            }
-        return result
-    # webhook
-    result = {"kind": kind}
+def _static_rule(obj: dict, where: str) -> dict:
+    result: dict[str, Any] = {"kind": "static"}
+    if obj.get("value") is not None:
+        result["value"] = obj["value"]
+    return result
+
+
+def _expression_rule(obj: dict, where: str) -> dict:
+    source = required_string(obj, "expression", where)
+    language = obj.get("language") or "powerFx"
+    if not isinstance(language, str) or language.lower() != "powerfx":
+        raise InvalidRequest(f"{where}.language must be powerFx.", target=f"{where}.language")
+    try:
+        compile_expression(source)
+    except ExpressionError as exc:
+        raise InvalidRequest(f"{where}.expression: {exc}", target=f"{where}.expression") from exc
+    return {"kind": "expression", "language": "powerFx", "expression": source}
+
+
+def _credential(obj: dict, key: str, fields: tuple[str, ...], where: str) -> dict[str, str | None]:
+    cred = require_object(obj[key], f"{where}.{key}")
+    return {k: optional_string(cred.get(k), f"{where}.{key}.{k}") for k in fields if cred.get(k) is not None}
+
+
+def _function_rule(obj: dict, where: str) -> dict:
+    result: dict[str, Any] = {"kind": "function", "functionUri": _uri(obj, "functionUri", where)}
+    if obj.get("credential") is not None:
+        result["credential"] = _credential(obj, "credential", ("functionKey", "appKey", "clientId"), where)
+    return result
+
+
+def _webhook_rule(obj: dict, where: str) -> dict:
+    result: dict[str, Any] = {"kind": "webhook"}
     for key in ("authorizationServerUri", "webhookUri"):
         if obj.get(key) is not None:
             result[key] = _uri(obj, key, where)
     if obj.get("clientCredential") is not None:
-        cred = require_object(obj["clientCredential"], f"{where}.clientCredential")
-        result["clientCredential"] = {
-            k: optional_string(cred.get(k), f"{where}.clientCredential.{k}")
-            for k in ("clientId", "clientSecret")
-            if cred.get(k) is not None
-        }
+        result["clientCredential"] = _credential(obj, "clientCredential", ("clientId", "clientSecret"), where)
     return result
+
+
+_RULE_PARSERS: dict[str, Callable[[dict, str], dict]] = {
+    "static": _static_rule,
+    "directMap": lambda obj, where: {"kind": "directMap"},
+    "expression": _expression_rule,
+    "function": _function_rule,
+    "webhook": _webhook_rule,
+}
+
+
+def rule(value: Any, where: str) -> dict:
+    """A RouterRule (§3.3). Expression rules are compiled now so a syntax error is a 400 that
+    names the position; `language` is filled in as powerFx, as the service does."""
+    obj = require_object(value, where)
+    return _RULE_PARSERS[kind_of(obj, RULE_KINDS, where)](obj, where)
 
 
 def _uri(obj: dict, key: str, where: str) -> str:

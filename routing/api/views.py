@@ -10,17 +10,21 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any, Callable
 from urllib.parse import urlencode
 
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
 from django.db.models import QuerySet
 from django.utils.http import http_date, parse_http_date_safe
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from routing import clock, queries, validation as v
+from routing import clock, queries
+from routing import validation as v
 from routing.api import wire
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
 from routing.errors import InvalidRequest, NotFound
@@ -33,10 +37,10 @@ from routing.patches import (
     QueuePatch,
     WorkerPatch,
 )
-from routing.services import customers
+from routing.services import customers, policies
 from routing.services import jobs as job_services
 from routing.services import offers as offer_services
-from routing.services import policies, workers as worker_services
+from routing.services import workers as worker_services
 from routing.services.common import Precondition
 
 SUPPORTED_API_VERSIONS = ("2023-11-01",)
@@ -117,7 +121,7 @@ def page_params(request: Request) -> dict[str, str]:
         except ValueError as exc:
             raise InvalidRequest("continuationToken is not valid.", target="continuationToken") from exc
         return {str(k): str(val) for k, val in data.items()}
-    return {k: val for k, val in request.query_params.items() if k not in ("api-version",)}
+    return {k: str(val) for k, val in request.query_params.items() if k not in ("api-version",)}
 
 
 def paged_response(
@@ -159,7 +163,7 @@ def _datetime_param(params: dict[str, str], key: str) -> datetime | None:
 
 @dataclass(frozen=True)
 class AdminResource:
-    model: type
+    model: type[models.Model]
     what: str
     parse: Callable[[dict[str, Any]], Any]
     upsert: Callable[..., tuple[Any, bool]]
@@ -188,38 +192,48 @@ ADMIN_RESOURCES = {
 }
 
 
-class AdminCollectionView(RouterView):
-    """GET /routing/{distributionPolicies|classificationPolicies|exceptionPolicies|queues}"""
+class AdminResourceView(RouterView):
+    """Base of the policy and queue views; `resource` is given by `as_view(resource=...)`."""
 
     resource: AdminResource | None = None
+
+    @property
+    def admin(self) -> AdminResource:
+        if self.resource is None:
+            raise ImproperlyConfigured(f"{type(self).__name__} needs as_view(resource=...).")
+        return self.resource
+
+
+class AdminCollectionView(AdminResourceView):
+    """GET /routing/{distributionPolicies|classificationPolicies|exceptionPolicies|queues}"""
 
     def get(self, request: Request) -> Response:
         params = page_params(request)
+        res = self.admin
         return paged_response(
-            request, params, self.resource.model.objects.all(), lambda items: [self.resource.render(i) for i in items]
+            request, params, res.model._default_manager.all(), lambda items: [res.render(i) for i in items]
         )
 
 
-class AdminItemView(RouterView):
+class AdminItemView(AdminResourceView):
     """GET / PATCH (upsert) / DELETE of one policy or queue."""
 
-    resource: AdminResource | None = None
-
     def get(self, request: Request, resource_id: str) -> Response:
-        obj = policies.get_or_404(self.resource.model, resource_id, self.resource.what)
-        return resource_response(self.resource.render(obj), obj)
+        obj = policies.get_or_404(self.admin.model, resource_id, self.admin.what)
+        return resource_response(self.admin.render(obj), obj)
 
     def patch(self, request: Request, resource_id: str) -> Response:
-        obj, created = self.resource.upsert(
-            **{self.resource.id_kwarg: resource_id},
-            patch=self.resource.parse(self.body(request)),
+        res = self.admin
+        obj, created = res.upsert(
+            **{res.id_kwarg: resource_id},
+            patch=res.parse(self.body(request)),
             precondition=precondition_from(request),
             now=self.now,
         )
-        return resource_response(self.resource.render(obj), obj, status=201 if created else 200)
+        return resource_response(res.render(obj), obj, status=201 if created else 200)
 
     def delete(self, request: Request, resource_id: str) -> Response:
-        self.resource.delete(**{self.resource.id_kwarg: resource_id})
+        self.admin.delete(**{self.admin.id_kwarg: resource_id})
         return Response(status=204)
 
 

@@ -18,12 +18,16 @@ logger = logging.getLogger("routing")
 M = TypeVar("M", bound=models.Model)
 
 
-def parse_uuid(value: object) -> uuid.UUID | None:
-    """An offer or assignment id as a UUID; None for anything that is not one (then not found)."""
+# No row has this id (ours are version-4 UUIDs), so a malformed id is simply not found.
+NIL_UUID = uuid.UUID(int=0)
+
+
+def parse_uuid(value: object) -> uuid.UUID:
+    """An offer or assignment id as a UUID; the nil UUID (found nowhere) for anything else."""
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        return None
+        return NIL_UUID
 
 
 def after_commit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -106,7 +110,7 @@ class Precondition:
 
 def locked_get(model: type[M], pk: str, *, what: str) -> M:
     """Fetch a row under a row lock (PostgreSQL; SQLite's write lock covers it) or raise NotFound."""
-    obj = model.objects.select_for_update().filter(pk=pk).first()
+    obj = model._default_manager.select_for_update().filter(pk=pk).first()
     if obj is None:
         raise NotFound(f"{what} {pk!r} was not found.")
     return obj
@@ -129,14 +133,13 @@ def upsert(
     for attempt in range(2):
         try:
             with transaction.atomic():
-                obj = model.objects.select_for_update().filter(pk=pk).first()
+                found = model._default_manager.select_for_update().filter(pk=pk).first()
                 if precondition is not None:
-                    precondition.check(obj)
-                created = obj is None
-                if created:
-                    obj = model(pk=pk, created_at=now, updated_at=now)
+                    precondition.check(found)
+                created = found is None
+                obj = model(pk=pk, created_at=now, updated_at=now) if found is None else found
                 after_save = apply(obj, created)
-                obj.touch(now)
+                obj.touch(now)  # type: ignore[attr-defined]  # every router resource has touch()
                 if created:
                     obj.save(force_insert=True)
                 else:

@@ -53,7 +53,7 @@ def waiting_room_link(*, job_id: str, now: datetime | None = None) -> WaitingRoo
 def job_for_link(token: str) -> str:
     """The job id a waiting-room token names; InvalidLink (403) when it is forged or expired."""
     try:
-        data = signing.loads(token, salt=WAITING_ROOM_SALT, max_age=settings.JOBROUTER_WAITING_ROOM_TTL_SECONDS)
+        data = signing.loads(token, salt=WAITING_ROOM_SALT, max_age=int(settings.JOBROUTER_WAITING_ROOM_TTL_SECONDS))
     except signing.BadSignature as exc:
         raise InvalidLink("This waiting-room link is not valid or has expired.") from exc
     return data["job"]

@@ -249,6 +249,11 @@ def job_schedule(*, job_id: str, now: datetime | None = None) -> bool:
         if job is None:
             return False
         schedule_at = v.optional_datetime((job.matching_mode or {}).get("scheduleAt"), "matchingMode.scheduleAt")
+        if schedule_at is None:  # validation requires scheduleAt; a stored mode without one cannot run
+            job.status = JobStatus.SCHEDULE_FAILED
+            job.touch(now)
+            job.save()
+            return False
         job.status = JobStatus.SCHEDULED
         notify_changed(jobs=[job.pk], now=now)
         job.scheduled_at = schedule_at

@@ -26,7 +26,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from django.db import transaction
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
@@ -36,6 +36,7 @@ from routing.capacity import Load, fits, load_of, load_ratio, load_ratio_sql, lo
 from routing.clock import clock
 from routing.engine.distribution import (
     Candidate,
+    Scorer,
     default_scorer_for,
     expression_scorer_for,
     order_candidates,
@@ -65,10 +66,9 @@ logger = logging.getLogger("routing.matching")
 
 # (capacity cost per job, maxNumberOfJobs) of a worker's channel.
 ChannelTerms = tuple[int, "int | None"]
-Scorer = Callable[[list[Candidate]], list[float]]
 
 
-def job_selectors(job: Job, now: datetime) -> list[dict]:
+def job_selectors(job: Job, now: datetime) -> list[Mapping[str, Any]]:
     """The job's requested and attached worker selectors still active at `now`."""
     return active_selectors([*job.requested_worker_selectors, *job.attached_worker_selectors], now)
 
@@ -115,7 +115,7 @@ def eligible_candidates(job: Job, mode: dict, now: datetime) -> tuple[list[Candi
         if worker_id in excluded or worker_id not in memberships or not worker_qualifies(job, labels, mode, now):
             continue
         load = loads.get(worker_id, Load())
-        if not fits(capacity=capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
+        if not fits(capacity=capacity, load=load, channel_id=job.channel_id or "", cost=cost, max_jobs=max_jobs):
             continue
         candidates.append(
             Candidate(
@@ -194,7 +194,7 @@ def ranked_candidates(
                 continue
             # maxNumberOfJobs needs per-channel counts: only then read the worker's full load.
             load = load_of(worker_id, now) if max_jobs is not None else Load(used=used)
-            if not fits(capacity=capacity, load=load, channel_id=job.channel_id, cost=cost, max_jobs=max_jobs):
+            if not fits(capacity=capacity, load=load, channel_id=job.channel_id or "", cost=cost, max_jobs=max_jobs):
                 continue
             candidates.append(
                 Candidate(worker_id=worker_id, labels=labels, load_ratio=min(1.0, ratio), idle_since=idle_since,
@@ -210,7 +210,7 @@ def ranked_candidates(
 
 
 def _remote_scorer(job: Job, mode: dict, rule: dict, now: datetime) -> Scorer:
-    def remote_scores(band: list[Candidate]) -> list[float]:
+    def remote_scores(band: Sequence[Candidate]) -> list[float]:
         try:
             return batch_scores(
                 rule, job_labels=job.labels, selectors=job_selectors(job, now),
@@ -353,7 +353,8 @@ def issue_offer(
                 max_jobs=max_jobs):
         return None
     offer = Offer.objects.create(
-        job=job, worker_id=worker_id, channel_id=job.channel_id, capacity_cost=cost, offered_at=now, expires_at=expires_at
+        job=job, worker_id=worker_id, channel_id=job.channel_id or "", capacity_cost=cost, offered_at=now,
+        expires_at=expires_at,
     )
     if expires_at is not None:
         RouterTimer.objects.create(kind=TimerKind.OFFER_EXPIRY, target_id=str(offer.pk), due_at=expires_at)

@@ -45,10 +45,10 @@ def refresh_expedite(job: Job, now: datetime) -> None:
 
 def arm_selector_expiry(job: Job, selectors: list[dict]) -> None:
     """A stored timer per distinct expiresAt, so the pool widens on time (ACS §4.6)."""
-    for due in {s["expiresAt"] for s in selectors if s.get("expiresAt")}:
-        RouterTimer.objects.create(
-            kind=TimerKind.SELECTOR_EXPIRY, target_id=job.pk, due_at=v.optional_datetime(due, "expiresAt")
-        )
+    for raw in {s["expiresAt"] for s in selectors if s.get("expiresAt")}:
+        due = v.optional_datetime(raw, "expiresAt")
+        if due is not None:
+            RouterTimer.objects.create(kind=TimerKind.SELECTOR_EXPIRY, target_id=job.pk, due_at=due)
 
 
 def exception_rules_of(queue_id: str | None) -> tuple[str | None, list[dict]]:

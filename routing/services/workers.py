@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 
+from routing.capacity import fits, load_of
 from routing.clock import clock
 from routing.errors import Conflict, NotFound
 from routing.models import Assignment, Job, JobDecline, JobStatus, Queue, Worker, WorkerChannel, WorkerQueue
@@ -16,7 +17,6 @@ from routing.patches import UNSET, WorkerPatch, apply_labels
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked, rematch_after_revoke
 from routing.services.common import Precondition, after_commit, locked_get, upsert
 from routing.services.matching import WorkerSeat, match_worker
-from routing.capacity import fits, load_of
 from routing.services.notify import notify_changed
 
 
