@@ -335,7 +335,7 @@ class QueueAdmin(ServiceAdmin):
 
     @admin.display(description="queued jobs")
     def queued_jobs(self, obj):
-        return obj.jobs.filter(status="queued").count()
+        return Job.objects.queued_in(obj.pk).count()
 
     def to_patch(self, data):
         policy = data.get("distribution_policy")

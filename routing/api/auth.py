@@ -31,7 +31,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone as dj_timezone
+
+from routing import clock
 
 __all__ = [
     "AUTH_SCHEME",
@@ -381,7 +382,7 @@ class HmacAuthenticationMiddleware:
                 headers=request.headers,
                 body=request.body,
                 access_key=settings.JOBROUTER_ACCESS_KEY,
-                now=dj_timezone.now(),
+                now=clock.now(),
                 max_skew_seconds=float(settings.JOBROUTER_MAX_CLOCK_SKEW_SECONDS),
             )
         except HmacAuthError as exc:
