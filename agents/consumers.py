@@ -1,89 +1,82 @@
 """Websocket consumers: thin. Authenticate on connect, translate each message into one domain
-call, answer with a result, and push fresh state whenever a router event arrives.
+call and answer with a result; every push comes from the process's hub (`agents.hub`), which
+renders each change once and hands the same bytes to every socket that shows it.
 
 Protocol (JSON):
 - client → server: `{"action": <name>, "requestId": <any>, ...arguments}`
 - server → client: `{"type": "result", "requestId", "action", "ok": true, "data"}` or
-  `{"type": "result", "requestId", "action", "ok": false, "error": {"code", "message"}}`;
-  `{"type": "state", ...}` (desk), `{"type": "waiting", ...}` (waiting room),
-  `{"type": "supervisor", ...}` (supervisor view): the full current state, sent on connect,
-  after every action, on every router event, and on `{"action": "refresh"}`.
+  `{"type": "result", "requestId", "action", "ok": false, "error": {"code", "message"}}`, sent
+  as soon as the action is done, ahead of the pushes it causes;
+  pushed frames (`desk`, `queue`, `catalog`, `workers`, `supervisor`, `waiting`) with `topic`
+  and `seq`, and a `heartbeat` with every topic's last `seq` (README, "Websocket protocol").
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 from typing import Any, Callable
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from agents import state
-from agents.relay import ensure_relay
+from agents.hub import get_hub
 from routing import validation as v
 from routing.errors import RouterError
-from routing.models import Job, Worker, WorkerQueue
+from routing.models import Worker
 from routing.services import customers, jobs, offers, workers
-from routing.services.notify import SUPERVISOR_TOPIC, group_for
 
-# Several events in a burst (accept revokes, notifies worker, job, queue) give one push.
-PUSH_DEBOUNCE_SECONDS = 0.05
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """Base: group membership, debounced state pushes, and the action dispatch."""
+    """Base: hub subscription (`attach`), delivery of pushed frames, and the action dispatch."""
 
-    topics: list[str]
     actions: dict[str, Callable[..., Any]] = {}
-    _push_pending = False
 
-    async def join(self, topics: list[str]) -> None:
-        current = set(getattr(self, "topics", []))
-        for topic in current - set(topics):
-            await self.channel_layer.group_discard(group_for(topic), self.channel_name)
-        for topic in set(topics) - current:
-            await self.channel_layer.group_add(group_for(topic), self.channel_name)
-        self.topics = topics
+    def attach(self) -> None:  # pragma: no cover - abstract
+        """Subscribe to the hub and ask it for everything this page shows."""
+        raise NotImplementedError
+
+    async def deliver(self, text: str) -> None:
+        """Called by the hub: one pushed frame, already rendered."""
+        await self.send(text_data=text)
 
     async def disconnect(self, code: int) -> None:
-        for topic in getattr(self, "topics", []):
-            await self.channel_layer.group_discard(group_for(topic), self.channel_name)
+        get_hub().drop(self)
 
-    async def router_event(self, message: dict[str, Any]) -> None:
-        if self._push_pending:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        try:
+            content = json.loads(text_data or (bytes_data or b"").decode() or "null")
+        except (ValueError, UnicodeDecodeError):
+            await self.send_json(_error(None, None, "BadRequest", "Frames must be JSON objects."))
             return
-        self._push_pending = True
-        await asyncio.sleep(PUSH_DEBOUNCE_SECONDS)
-        self._push_pending = False
-        await self.push_state()
-
-    async def push_state(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
-            await self.send_json({"type": "result", "ok": False, "error": {"code": "BadRequest", "message": "Send a JSON object."}})
+            await self.send_json(_error(None, None, "BadRequest", "Send a JSON object."))
             return
         action = content.get("action")
         request_id = content.get("requestId")
         if action == "refresh":
-            await self.push_state()
+            self.attach()
             return
         handler = self.actions.get(str(action))
         if handler is None:
-            await self.send_json({"type": "result", "requestId": request_id, "action": action, "ok": False,
-                                  "error": {"code": "UnknownAction", "message": f"Unknown action {action!r}."}})
+            await self.send_json(_error(request_id, action, "UnknownAction", f"Unknown action {action!r}."))
             return
         try:
             data = await database_sync_to_async(handler)(self, content)
             reply = {"type": "result", "requestId": request_id, "action": action, "ok": True, "data": data or {}}
         except RouterError as exc:
-            reply = {"type": "result", "requestId": request_id, "action": action, "ok": False,
-                     "error": {"code": exc.code, "message": exc.message}}
+            reply = _error(request_id, action, exc.code, exc.message)
         await self.send_json(reply)
-        await self.push_state()
+
+
+def _error(request_id: Any, action: Any, code: str, message: str) -> dict[str, Any]:
+    return {"type": "result", "requestId": request_id, "action": action, "ok": False,
+            "error": {"code": code, "message": message}}
 
 
 # --- agent desk ------------------------------------------------------------------------------
@@ -170,19 +163,11 @@ class DeskConsumer(LiveConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.worker_id = worker_id
-        ensure_relay()
         await self.accept()
-        await self.push_state()
+        self.attach()
 
-    async def push_state(self) -> None:
-        snapshot, queue_ids = await database_sync_to_async(self._snapshot)()
-        await self.join([f"worker:{self.worker_id}", *[f"queue:{q}" for q in queue_ids]])
-        await self.send_json(snapshot)
-
-    def _snapshot(self) -> tuple[dict, list[str]]:
-        snapshot = state.desk_state(self.worker_id)
-        queue_ids = list(WorkerQueue.objects.filter(worker_id=self.worker_id).values_list("queue_id", flat=True))
-        return snapshot, queue_ids
+    def attach(self) -> None:
+        get_hub().attach_desk(self, self.worker_id)
 
 
 # --- customer waiting room -------------------------------------------------------------------
@@ -205,27 +190,18 @@ class WaitingRoomConsumer(LiveConsumer):
         except RouterError:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        ensure_relay()
         await self.accept()
-        await self.push_state()
+        self.attach()
 
-    async def push_state(self) -> None:
-        snapshot, queue_id = await database_sync_to_async(self._snapshot)()
-        await self.join([f"job:{self.job_id}", *([f"queue:{queue_id}"] if queue_id else [])])
-        await self.send_json(snapshot)
-
-    def _snapshot(self) -> tuple[dict, str | None]:
-        return state.waiting_state(self.job_id), Job.objects.filter(pk=self.job_id).values_list("queue_id", flat=True).first()
+    def attach(self) -> None:
+        get_hub().attach_waiting(self, self.job_id)
 
 
 # --- supervisor ------------------------------------------------------------------------------
 
 
 class SupervisorConsumer(LiveConsumer):
-    """`/ws/supervisor/`: staff only; every queue and worker."""
-
-    # A busy centre produces many events; at most one overview per this many seconds.
-    MIN_PUSH_INTERVAL = 0.5
+    """`/ws/supervisor/`: staff only; every queue and worker (a snapshot, then deltas)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -235,18 +211,8 @@ class SupervisorConsumer(LiveConsumer):
         if not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        ensure_relay()
         await self.accept()
-        await self.join([SUPERVISOR_TOPIC])
-        await self.push_state()
+        self.attach()
 
-    async def router_event(self, message: dict[str, Any]) -> None:
-        if self._push_pending:
-            return
-        self._push_pending = True
-        await asyncio.sleep(self.MIN_PUSH_INTERVAL)
-        self._push_pending = False
-        await self.push_state()
-
-    async def push_state(self) -> None:
-        await self.send_json(await database_sync_to_async(state.supervisor_state)())
+    def attach(self) -> None:
+        get_hub().attach_supervisor(self)

@@ -331,7 +331,7 @@ class QueueAdmin(ServiceAdmin):
     list_display = ("id", "name", "priority", "distribution_policy", "exception_policy", "queued_jobs")
     list_filter = ("distribution_policy", "exception_policy")
     search_fields = ("id", "name")
-    fields = ("id", "name", "priority", "distribution_policy", "exception_policy", "labels")
+    fields = ("id", "name", "description", "priority", "distribution_policy", "exception_policy", "labels")
 
     @admin.display(description="queued jobs")
     def queued_jobs(self, obj):
@@ -342,6 +342,7 @@ class QueueAdmin(ServiceAdmin):
         exception = data.get("exception_policy")
         return {
             "name": data.get("name") or None,
+            "description": data.get("description") or "",
             "priority": data.get("priority") or 0,
             "distributionPolicyId": policy.pk if policy else None,
             "exceptionPolicyId": exception.pk if exception else None,

@@ -111,6 +111,8 @@ class ExceptionPolicy(RouterResource):
 
 class Queue(RouterResource):
     name = models.CharField(max_length=255, blank=True, default="")
+    # Extension (seed 002 QueueInfo): what the queue is for, shown to agents choosing queues.
+    description = models.TextField(blank=True, default="")
     distribution_policy = models.ForeignKey(
         DistributionPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="queues"
     )

@@ -301,9 +301,11 @@ class ExceptionPolicyPatch:
 
 @dataclass(frozen=True)
 class QueuePatch:
-    """RouterQueue merge patch; `priority` is the seed 002 extension (int, default 0)."""
+    """RouterQueue merge patch; `priority` (int, default 0) and `description` are seed 002
+    extensions."""
 
     name: str | Unset = UNSET
+    description: str | Unset = UNSET
     distribution_policy_id: str | None | Unset = UNSET
     exception_policy_id: str | None | Unset = UNSET
     labels: LabelPatch | Unset = UNSET
@@ -313,6 +315,7 @@ class QueuePatch:
     def from_wire(cls, body: dict[str, Any]) -> QueuePatch:
         return cls(
             name=_field(body, "name", _name),
+            description=_field(body, "description", _name),
             distribution_policy_id=_field(body, "distributionPolicyId", v.optional_string),
             exception_policy_id=_field(body, "exceptionPolicyId", v.optional_string),
             labels=_non_null(body, "labels", label_patch),

@@ -176,7 +176,7 @@ def worker_views(workers: list[Worker], now: datetime | None = None) -> list[Wor
 THROUGHPUT_WINDOW = timedelta(hours=1)
 
 
-def _assignments_per_minute(queue_id: str, now: datetime) -> float:
+def assignments_per_minute(queue_id: str, now: datetime) -> float:
     """How fast the queue has been served: jobs assigned from it per minute over the last hour."""
     count = Assignment.objects.filter(job__queue_id=queue_id, assigned_at__gte=now - THROUGHPUT_WINDOW).count()
     return count / (THROUGHPUT_WINDOW.total_seconds() / 60)
@@ -212,7 +212,7 @@ def queue_statistics(queue_id: str, now: datetime | None = None) -> QueueStatist
     queued = Job.objects.queued_in(queue_id)
     summary = queued.aggregate(length=Count("pk"), oldest=Min("enqueued_at"))
     length = summary["length"]
-    per_minute = _assignments_per_minute(queue_id, now)
+    per_minute = assignments_per_minute(queue_id, now)
     by_priority = dict(queued.values_list("priority").annotate(n=Count("pk")).values_list("priority", "n"))
     estimates = {}
     for priority in sorted(by_priority, reverse=True):
@@ -258,5 +258,5 @@ def job_position(job_id: str, now: datetime | None = None) -> JobPosition:
         position=position,
         queue_id=job.queue_id or "",
         queue_length=queued.count(),
-        estimated_wait_time_minutes=estimated_wait_minutes(position, _assignments_per_minute(job.queue_id or "", now)),
+        estimated_wait_time_minutes=estimated_wait_minutes(position, assignments_per_minute(job.queue_id or "", now)),
     )

@@ -68,6 +68,7 @@ def queue(q: Queue) -> dict[str, Any]:
             "labels": {**(q.labels or {}), "Id": q.pk},
             "exceptionPolicyId": q.exception_policy_id,
             "priority": q.priority,
+            "description": q.description or None,
         }
     )
 

@@ -1,91 +1,54 @@
 """Live notifications of router changes (agent desks, waiting rooms, the supervisor view).
 
-Domain operations call `notify_changed(...)` inside their transaction; it writes a RouterEvent
-row per topic in that same transaction (no extra write transaction; rolled back with it) and
-registers one after-commit step that sends a `router.event` message to each matching Channels
-group, all in one hop to the event loop. With Redis as the channel layer (REDIS_URL) the message
-reaches every process directly; with the in-memory layer it reaches this process only, and the
-relay in each web process (`agents.relay`) forwards rows written by other processes. Listeners
-re-read state from the database on every event, so a lost or duplicated message costs a refresh,
-never correctness.
+Domain operations call `notify_changed(...)` inside their transaction; it writes one RouterEvent
+row per topic (`worker:<id>`, `job:<id>`, `queue:<id>`) in that same transaction, so a change
+and its notification commit or roll back together, and no read is added to the write. After the
+commit, the listeners registered in this process (the push hub of `agents.hub`) are nudged to
+read the new rows at once; hubs in other processes find them on their next poll. What a change
+means for each page (a worker's queues, a job's queue) is worked out by the hub, off the
+request path.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from datetime import datetime
-from typing import Iterable, TypedDict
+from typing import Callable, Iterable
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
-from routing.models import Job, RouterEvent
+from routing.models import RouterEvent
 
 logger = logging.getLogger("routing.notify")
 
-# Identifies this process in RouterEvent.origin, so the relay skips what this process sent.
-ORIGIN = f"{socket.gethostname()}:{os.getpid()}"[:64]
-SUPERVISOR_TOPIC = "supervisor"
+_commit_listeners: set[Callable[[], None]] = set()
 
 
-class RouterEventMessage(TypedDict):
-    type: str  # the Channels handler: "router.event" → consumer.router_event
-    topic: str
-    eventId: int
-
-
-def group_for(topic: str) -> str:
-    """Channels group name for a topic (letters, digits, `-_.` only, under 100 characters)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else f".{ord(ch):x}." for ch in topic)
-    return f"router.{safe}"[:99]
+def add_commit_listener(listener: Callable[[], None]) -> None:
+    """Call `listener()` (no arguments, must not block) after each commit that notified."""
+    _commit_listeners.add(listener)
 
 
 def topics_for(*, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()) -> list[str]:
-    topics = {f"worker:{w}" for w in workers if w}
-    queue_ids = {q for q in queues if q}
-    for job_id, queue_id in Job.objects.filter(pk__in=[j for j in jobs if j]).values_list("pk", "queue_id"):
-        topics.add(f"job:{job_id}")
-        if queue_id:
-            queue_ids.add(queue_id)
-    topics |= {f"queue:{q}" for q in queue_ids}
-    topics.add(SUPERVISOR_TOPIC)
+    topics = {f"worker:{w}" for w in workers if w} | {f"job:{j}" for j in jobs if j} | {f"queue:{q}" for q in queues if q}
     return sorted(topics)
 
 
-def record(topics: list[str], now: datetime) -> list[RouterEvent]:
-    """Write the event rows (in the caller's transaction, if any)."""
-    return RouterEvent.objects.bulk_create([RouterEvent(topic=t, origin=ORIGIN, created_at=now) for t in topics])
-
-
-async def _send_all(layer, messages: list[tuple[str, dict]]) -> None:
-    for group, message in messages:
-        await layer.group_send(group, message)
-
-
-def send_local(events: Iterable[RouterEvent]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    messages = []
-    for event in events:
-        message: RouterEventMessage = {"type": "router.event", "topic": event.topic, "eventId": event.pk or 0}
-        messages.append((group_for(event.topic), dict(message)))
-    if not messages:
-        return
-    try:
-        async_to_sync(_send_all)(layer, messages)
-    except Exception:
-        # A push that cannot be sent is caught up by the listeners' own refresh.
-        logger.warning("could not send %d router events", len(messages), exc_info=True)
+def _nudge_listeners() -> None:
+    for listener in list(_commit_listeners):
+        try:
+            listener()
+        except Exception:
+            logger.warning("a commit listener failed", exc_info=True)
 
 
 def notify_changed(
     *, now: datetime, workers: Iterable[str] = (), jobs: Iterable[str] = (), queues: Iterable[str] = ()
 ) -> None:
-    """Announce, after the current transaction commits, that these workers, jobs (and their
-    queues) and queues changed at `now`."""
-    events = record(topics_for(workers=workers, jobs=jobs, queues=queues), now)
-    transaction.on_commit(lambda: send_local(events), robust=True)
+    """Record, in the current transaction, that these workers, jobs and queues changed at `now`."""
+    topics = topics_for(workers=workers, jobs=jobs, queues=queues)
+    if not topics:
+        return
+    RouterEvent.objects.bulk_create([RouterEvent(topic=t, origin="", created_at=now) for t in topics])
+    if _commit_listeners:
+        transaction.on_commit(_nudge_listeners, robust=True)

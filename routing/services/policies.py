@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Callable
 
 from django.db import transaction
 from django.db.models import ProtectedError
@@ -27,6 +28,7 @@ from routing.patches import (
 )
 from routing.services.common import Precondition, after_commit, locked_get, upsert
 from routing.services.matching import match_queue
+from routing.services.notify import notify_changed
 
 
 def distribution_policy_upsert(
@@ -105,9 +107,11 @@ def queue_upsert(
     distribution policy. A changed queue is matched again after commit."""
     now = clock(now)
 
-    def apply(queue: Queue, created: bool) -> None:
+    def apply(queue: Queue, created: bool) -> Callable[[], None]:
         if patch.name is not UNSET:
             queue.name = patch.name
+        if patch.description is not UNSET:
+            queue.description = patch.description
         if patch.distribution_policy_id is not UNSET:
             queue.distribution_policy_id = _policy_ref(DistributionPolicy, patch.distribution_policy_id, "distributionPolicyId")
         if created and queue.distribution_policy_id is None:
@@ -120,6 +124,11 @@ def queue_upsert(
         if not created:
             # A different policy or priority can change who is offered what.
             after_commit(match_queue, queue_id=queue.id, now=now)
+
+        def after_save() -> None:
+            notify_changed(queues=[queue.pk], now=now)
+
+        return after_save
 
     return upsert(Queue, pk=queue_id, now=now, precondition=precondition, apply=apply)
 
@@ -155,12 +164,14 @@ def classification_policy_delete(*, policy_id: str) -> None:
     _delete(ClassificationPolicy, policy_id, "Classification policy", guard)
 
 
-def queue_delete(*, queue_id: str) -> None:
+def queue_delete(*, queue_id: str, now: datetime | None = None) -> None:
     """Delete; NotFound (404) if unknown, Conflict (409) while it has an active job (ACS [REC])."""
+    now = clock(now)
 
     def guard(queue: Queue) -> None:
         if Job.objects.filter(queue_id=queue.pk, status__in=ACTIVE_JOB_STATUSES).exists():
             raise Conflict("There is an active job in this queue.")
+        notify_changed(queues=[queue.pk], now=now)
 
     _delete(Queue, queue_id, "Queue", guard)
 

@@ -30,9 +30,11 @@ def _apply_fields(worker: Worker, patch: WorkerPatch) -> None:
         worker.available_for_offers = patch.available_for_offers
 
 
-def _write_memberships(worker: Worker, patch: WorkerPatch) -> None:
+def _write_memberships(worker: Worker, patch: WorkerPatch) -> set[str]:
     """Replace channels and queues as the patch says; queue priorities survive a queue list
-    that keeps the queue, and `queue_priorities` merges per queue."""
+    that keeps the queue, and `queue_priorities` merges per queue. Returns the queues whose
+    membership or priority changed (left, joined or re-prioritised)."""
+    touched: set[str] = set()
     if patch.channels is not UNSET:
         worker.channels.all().delete()
         WorkerChannel.objects.bulk_create(
@@ -44,6 +46,7 @@ def _write_memberships(worker: Worker, patch: WorkerPatch) -> None:
         )
     if patch.queues is not UNSET:
         existing = dict(worker.queue_links.values_list("queue_id", "priority"))
+        touched |= set(existing) ^ set(patch.queues)
         worker.queue_links.all().delete()
         WorkerQueue.objects.bulk_create(
             [WorkerQueue(worker=worker, queue_id=q, position=i, priority=existing.get(q, 0)) for i, q in enumerate(patch.queues)]
@@ -51,6 +54,8 @@ def _write_memberships(worker: Worker, patch: WorkerPatch) -> None:
     if patch.queue_priorities is not UNSET:
         for queue_id, priority in patch.queue_priorities.items():
             WorkerQueue.objects.filter(worker=worker, queue_id=queue_id).update(priority=priority)
+        touched |= set(patch.queue_priorities)
+    return touched
 
 
 def worker_upsert(
@@ -73,12 +78,9 @@ def worker_upsert(
             worker.idle_since = now
 
         def after_save() -> None:
-            _write_memberships(worker, patch)
-            queues = [
-                *(patch.queues if patch.queues is not UNSET else []),
-                *(patch.queue_priorities if patch.queue_priorities is not UNSET else {}),
-            ]
-            notify_changed(workers=[worker.pk], queues=queues, now=now)
+            # Queues the worker left are no longer found from the worker: name them.
+            touched = _write_memberships(worker, patch)
+            notify_changed(workers=[worker.pk], queues=touched, now=now)
             if not worker.available_for_offers:
                 deregister_locked(worker, now)
                 return
@@ -171,14 +173,20 @@ def worker_request_job(*, worker_id: str, now: datetime | None = None) -> Accept
     its capacity, channels and the job's selectors, in queue order (queue priority, expedited,
     job priority, enqueue time). Other workers' open offers for that job are revoked.
 
-    Returns an AcceptResult; NotFound with code `NoJobWaiting` (404) when nothing matches;
-    NotFound (404) for an unknown worker.
+    Returns an AcceptResult. Refusals, each with its own code: `NotServing` (409) when the
+    worker serves no queue or has no channel, `AtCapacity` (409) when it has no room for another
+    job, `NoJobWaiting` (404) when no job it could take is waiting ("no customer waiting",
+    seed 002 `QUE_NOUSER`); NotFound (404) for an unknown worker.
     """
     now = clock(now)
     worker = Worker.objects.filter(pk=worker_id).first()
     if worker is None:
         raise NotFound(f"Worker {worker_id!r} was not found.")
     seat = WorkerSeat.read(worker, now)
+    if not seat.queue_ids or not seat.channels:
+        raise Conflict("You serve no queue on any channel; start serving a queue first.", code="NotServing")
+    if not seat.has_room():
+        raise Conflict("You are at capacity; complete and close a customer first.", code="AtCapacity")
     for job in seat.candidate_jobs(now):
         cost, max_jobs = seat.channels[job.channel_id or ""]
         result = _assign_if_room(job, worker_id, cost, max_jobs, now)

@@ -1,8 +1,13 @@
-// The agent desk: renders the state the server pushes and sends actions over /ws/desk/.
+// The agent desk: renders the frames the server pushes over /ws/desk/ — `desk` (this agent's
+// worker, offers, customers, served queues), `queue` (one queue's status, shared with every
+// desk serving it) and `catalog` (queues one may serve) — and sends actions. Waits and
+// countdowns count locally between frames.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
   let state = null;
+  const queues = new Map();
+  let catalog = [];
   let clockSkew = 0; // server time − local time, ms
   const seenOffers = new Set();
   // What the agent is typing survives re-renders (a push arrives every time anything changes).
@@ -27,7 +32,11 @@
       $("connection").className = `connection ${status}`;
     },
     onMessage: (msg) => {
-      if (msg.type === "state") { render(msg); }
+      if (msg.type === "desk") { clockSkew = new Date(msg.serverTime) - new Date(); render(msg); }
+      else if (msg.type === "queue") {
+        if (msg.queue.deleted) queues.delete(msg.queue.id); else queues.set(msg.queue.id, msg.queue);
+        renderQueues();
+      } else if (msg.type === "catalog") { catalog = msg.queues; renderQueues(); }
       else if (msg.type === "result" && !msg.ok) {
         notice(msg.error.code === "NoJobWaiting" ? "No customer waiting." : msg.error.message, msg.error.code === "NoJobWaiting" ? "info" : "error");
       }
@@ -58,8 +67,8 @@
   }
 
   function render(s) {
+    if (!s.worker) { $("load").textContent = "This worker no longer exists."; return; }
     state = s;
-    clockSkew = new Date(s.serverTime) - new Date();
     const w = s.worker;
     $("mode-auto").classList.toggle("on", w.availableForOffers);
     $("mode-dnd").classList.toggle("on", !w.availableForOffers);
@@ -109,23 +118,32 @@
     if (!s.assignments.length) list.append(el("p", { class: "empty" }, "Nobody assigned."));
     if (focused) { const again = list.querySelector(`[data-draft="${CSS.escape(focused)}"]`); if (again) { again.focus(); again.setSelectionRange(again.value.length, again.value.length); } }
 
+    renderQueues();
+  }
+
+  function renderQueues() {
     const body = $("queues").querySelector("tbody");
     body.replaceChildren();
-    for (const q of s.queues) {
-      body.append(el("tr", { "data-queue": q.id },
-        el("td", {}, q.name, q.priority ? el("span", { class: "muted" }, ` (queue priority ${q.priority})`) : ""),
+    const mine = state ? state.myQueues : [];
+    for (const { id, myPriority } of mine) {
+      const q = queues.get(id);
+      if (!q) continue;
+      body.append(el("tr", { "data-queue": q.id, title: q.description || "" },
+        el("td", {}, q.name, q.priority ? el("span", { class: "muted" }, ` (queue priority ${q.priority})`) : "",
+          q.description ? el("div", { class: "muted small" }, q.description) : ""),
         el("td", { class: "num waiting-count" }, q.length),
-        el("td", { class: "num" }, fmtDuration(q.longestWaitSeconds)),
+        el("td", { class: "num longest-wait", "data-oldest": q.oldestEnqueuedAt || "" }, fmtDuration(q.longestWaitSeconds)),
         el("td", { class: "num" }, q.assignedJobs),
-        el("td", { class: "num" }, `${q.servingWorkers} (${q.availableWorkers})`),
-        el("td", { class: "num" }, q.myPriority),
+        el("td", { class: "num agents-available" }, `${q.servingWorkers} (${q.availableWorkers})`),
+        el("td", { class: "num" }, myPriority),
         el("td", {}, el("button", { type: "button", class: "link", onclick: () => act("stopServing", { queueId: q.id }, `Stopped serving ${q.name}.`) }, "Stop serving")),
       ));
     }
-    if (!s.queues.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "You serve no queue.")));
+    if (!mine.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "You serve no queue.")));
     const select = $("serve-queue");
     const chosen = select.value;
-    select.replaceChildren(...s.allQueues.map((q) => el("option", { value: q.id }, q.name)));
+    select.replaceChildren(...catalog.map((q) => el("option", { value: q.id, title: q.description || "" },
+      `${q.name} · priority ${q.priority}${q.description ? " · " + q.description : ""}`)));
     if (chosen) select.value = chosen;
     tick();
   }
@@ -138,6 +156,9 @@
     }
     for (const node of document.querySelectorAll(".since[data-since]")) {
       node.textContent = `${fmtDuration((now - new Date(node.dataset.since).getTime()) / 1000)} ago`;
+    }
+    for (const node of document.querySelectorAll(".longest-wait[data-oldest]")) {
+      node.textContent = node.dataset.oldest ? fmtDuration((now - new Date(node.dataset.oldest).getTime()) / 1000) : "–";
     }
   }
   setInterval(tick, 1000);

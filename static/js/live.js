@@ -1,5 +1,6 @@
-// A websocket that reconnects by itself (back-off up to 10 s) and asks for the full state on
-// every (re)connection and every 20 s, so a missed push costs freshness, never an offer.
+// A websocket that reconnects by itself (back-off up to 10 s). Pushed frames carry a `topic`
+// and a per-topic `seq`; a frame that skips a number, or a heartbeat naming a later `seq` than the
+// page has seen, means something was missed, and the page asks for a full `refresh`.
 "use strict";
 window.LiveSocket = class LiveSocket {
   constructor(path, { onMessage, onStatus }) {
@@ -9,12 +10,14 @@ window.LiveSocket = class LiveSocket {
     this.retry = 0;
     this.nextRequestId = 1;
     this.pending = new Map();
+    this.seqs = new Map();
+    this.resyncs = 0;
     this.connect();
-    setInterval(() => this.send({ action: "refresh" }), 20000);
   }
   connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.ws = new WebSocket(`${scheme}://${location.host}${this.path}`);
+    this.seqs.clear();
     this.onStatus("connecting");
     this.ws.onopen = () => { this.retry = 0; this.onStatus("live"); };
     this.ws.onmessage = (event) => {
@@ -23,6 +26,7 @@ window.LiveSocket = class LiveSocket {
         this.pending.get(msg.requestId)(msg);
         this.pending.delete(msg.requestId);
       }
+      this.track(msg);
       this.onMessage(msg);
     };
     this.ws.onclose = (event) => {
@@ -31,6 +35,22 @@ window.LiveSocket = class LiveSocket {
       const delay = Math.min(10000, 500 * 2 ** this.retry++);
       setTimeout(() => this.connect(), delay);
     };
+  }
+  track(msg) {
+    let missed = false;
+    if (msg.seqs) {
+      for (const [topic, seq] of Object.entries(msg.seqs)) {
+        const seen = this.seqs.get(topic);
+        if (msg.type === "heartbeat") { if (seen !== undefined ? seq > seen : seq > 0) missed = true; }
+        else if (seen === undefined || seq > seen) this.seqs.set(topic, seq);
+      }
+    }
+    if (msg.topic && msg.seq) {
+      const seen = this.seqs.get(msg.topic);
+      if (seen !== undefined && msg.seq > seen + 1) missed = true;
+      if (seen === undefined || msg.seq > seen) this.seqs.set(msg.topic, msg.seq);
+    }
+    if (missed) { this.resyncs++; this.send({ action: "refresh" }); }
   }
   send(message) {
     if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve({ ok: false, error: { code: "Offline", message: "Not connected; retrying." } });
