@@ -168,6 +168,8 @@ class Hub:
         self.topics_of: dict[Listener, set[str]] = {}
         self.seq: dict[str, int] = defaultdict(int)
         self.shared: dict[str, str] = {}  # last sent text of queue:<id> and catalog
+        self.shared_seq: dict[str, int] = {}
+        self.delivered: dict[Listener, dict[str, int]] = defaultdict(dict)  # shared topic → seq sent
         self.fingerprints: dict[str, str] = {}
         self.pending = Plan()
         self.desk_snapshots: set[Listener] = set()
@@ -194,6 +196,7 @@ class Hub:
         return topics - current
 
     def drop(self, listener: Listener) -> None:
+        self.delivered.pop(listener, None)
         for topic in self.topics_of.pop(listener, set()):
             self.listeners[topic].discard(listener)
         self.desk_snapshots.discard(listener)
@@ -202,6 +205,7 @@ class Hub:
     def attach_desk(self, listener: Listener, worker_id: str) -> None:
         """A desk opened (or asked for a refresh): send it everything it shows."""
         self.subscribe(listener, {f"desk:{worker_id}", CATALOG} | self._queue_topics(listener))
+        self.delivered.pop(listener, None)  # a refresh resends the shared frames too
         self.desk_snapshots.add(listener)
         self.pending.desks.add(worker_id)
         self.nudge()
@@ -320,15 +324,23 @@ class Hub:
         self.seq[topic] += 1
         return json.dumps({**frame, "topic": topic, "seq": self.seq[topic]}, separators=(",", ":"))
 
-    async def _send(self, listeners: set[Listener] | list[Listener], text: str) -> None:
+    async def _send(self, listeners: set[Listener] | list[Listener], text: str, shared: str | None = None) -> None:
+        """Send one text to each listener; `shared` names a shared topic, whose seq each
+        listener is then known to have (so a snapshot does not send it twice)."""
         for i, listener in enumerate(list(listeners)):
             try:
                 await listener.deliver(text)
+                if shared is not None:
+                    self.delivered[listener][shared] = self.shared_seq[shared]
             except Exception:
                 logger.info("dropping a listener that could not be sent to", exc_info=True)
                 self.drop(listener)
             if i % SENDS_PER_YIELD == SENDS_PER_YIELD - 1:
                 await asyncio.sleep(0)
+
+    def _share(self, topic: str, frame: dict[str, Any]) -> None:
+        self.shared[topic] = self._stamp(topic, frame)
+        self.shared_seq[topic] = self.seq[topic]
 
     def _changed(self, topic: str, fingerprint: Any) -> bool:
         text = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"))
@@ -341,8 +353,8 @@ class Hub:
         await self._dispatch_desks(drawn)
         await self._dispatch_queues(drawn)
         if drawn.catalog is not None and self._changed(CATALOG, drawn.catalog["queues"]):
-            self.shared[CATALOG] = self._stamp(CATALOG, drawn.catalog)
-            await self._send(self.listeners.get(CATALOG, set()), self.shared[CATALOG])
+            self._share(CATALOG, drawn.catalog)
+            await self._send(self.listeners.get(CATALOG, set()), self.shared[CATALOG], shared=CATALOG)
         await self._deliver_snapshots_to_desks()
         if drawn.workers is not None:
             await self._send(self.listeners.get(WORKERS, set()), self._stamp(WORKERS, drawn.workers))
@@ -371,9 +383,9 @@ class Hub:
             fingerprint = {k: v for k, v in frame["queue"].items() if k != "longestWaitSeconds"}
             if not self._changed(topic, fingerprint) and topic in self.shared:
                 continue
-            self.shared[topic] = self._stamp(topic, frame)
+            self._share(topic, frame)
             audience = self.listeners.get(topic, set()) | self.listeners.get(QUEUES_ALL, set())
-            await self._send(audience, self.shared[topic])
+            await self._send(audience, self.shared[topic], shared=topic)
 
     async def _deliver_snapshots_to_desks(self) -> None:
         """Desks that opened or joined queues get the shared frames they have not seen."""
@@ -382,8 +394,8 @@ class Hub:
         self.desk_snapshots -= ready
         for listener in ready:
             for topic in sorted(self._queue_topics(listener)) + [CATALOG]:
-                if topic in self.shared:
-                    await self._send([listener], self.shared[topic])
+                if topic in self.shared and self.delivered[listener].get(topic) != self.shared_seq[topic]:
+                    await self._send([listener], self.shared[topic], shared=topic)
 
     async def _dispatch_supervisor_snapshot(self, frame: dict[str, Any]) -> None:
         seqs = {t: s for t, s in self.seq.items() if t.startswith("queue:") or t == WORKERS}
