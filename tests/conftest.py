@@ -227,3 +227,15 @@ def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float
         time.sleep(interval)
         last = check()
     return last
+
+
+@pytest.fixture
+def http_endpoint():
+    """A real local HTTP server answering function and webhook rules (tests/remote_endpoint.py)."""
+    from tests.remote_endpoint import FakeEndpoint
+
+    endpoint = FakeEndpoint().start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
