@@ -239,3 +239,7 @@ def http_endpoint():
         yield endpoint
     finally:
         endpoint.stop()
+
+
+# Personas for permission tests (tests/personas.py), available to every module.
+from tests.personas import agents, customer, fast_passwords, outsider, supervisor  # noqa: E402,F401
