@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 
 # Modules whose tests also run against PostgreSQL in CI (scripts/test, second pass).
-POSTGRES_MODULES = ("test_api_", "test_concurrency", "test_seed_", "test_timers")
+POSTGRES_MODULES = ("test_api_", "test_concurrency", "test_seed_", "test_timers", "test_inprocess_harness")
 
 
 def pytest_collection_modifyitems(config, items):
