@@ -425,7 +425,13 @@ SELECTOR_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("key", "op", "value", "expected"), SELECTOR_CASES, ids=lambda x: str(x))
+def _case_id(value) -> str:
+    # Sets print in hash order, which differs between processes (pytest-xdist workers must
+    # collect the same ids): print them sorted.
+    return str(sorted(value)) if isinstance(value, set) else str(value)
+
+
+@pytest.mark.parametrize(("key", "op", "value", "expected"), SELECTOR_CASES, ids=_case_id)
 def test_worker_selector_operators(admin_client, client, key, op, value, expected):
     # maxConcurrentOffers high enough that every eligible worker is offered at once.
     setup_queue(admin_client, mode=LongestIdleMode(max_concurrent_offers=5))
