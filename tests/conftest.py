@@ -72,7 +72,16 @@ class RouterProcesses:
     def __init__(self, env: dict[str, str], servers: int = 1) -> None:
         self.env = env
         self.ports = [_free_port() for _ in range(servers)]
+        # All servers boot at once (each spends about half a second importing Django); then
+        # wait until every one listens.
         self.web = [self._start_web(port) for port in self.ports]
+        try:
+            for port, proc in zip(self.ports, self.web):
+                _wait_for_port(port, proc)
+        except BaseException:
+            for proc in self.web:
+                _stop(proc)
+            raise
         self.worker = self.start_worker()
 
     @property
@@ -83,12 +92,10 @@ class RouterProcesses:
         return [f"http://127.0.0.1:{p}" for p in self.ports]
 
     def _start_web(self, port: int) -> subprocess.Popen:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "jobrouter.asgi:application"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=None,
         )
-        _wait_for_port(port, proc)
-        return proc
 
     def start_worker(self) -> subprocess.Popen:
         return subprocess.Popen(
