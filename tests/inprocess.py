@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
+from azure.core.utils import case_insensitive_dict
 from django.test import Client, TestCase
 from django.utils import timezone
 
@@ -59,7 +60,7 @@ class _DjangoResponse(HttpResponseImpl):
             status_code=django_response.status_code,
             reason=django_response.reason_phrase,
             content_type=django_response.get("Content-Type"),
-            headers=_CaseInsensitive(headers),
+            headers=case_insensitive_dict(headers),
             stream_download_generator=None,
         )
         if django_response.streaming:
@@ -72,22 +73,6 @@ class _DjangoResponse(HttpResponseImpl):
         # again would fire request_finished, whose close_old_connections would drop the test's
         # open transaction.
         self._is_closed = True
-
-
-class _CaseInsensitive(dict):
-    """Response headers looked up case-insensitively, as azure-core expects of a transport."""
-
-    def __init__(self, items: dict[str, str]) -> None:
-        super().__init__({k.lower(): v for k, v in items.items()})
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
 
 
 # Headers the WSGI layer carries outside HTTP_* (or that describe the body it rebuilds).
@@ -123,7 +108,8 @@ class DjangoTestClientTransport(HttpTransport):
     def send(self, request, **kwargs: Any):
         url = urlsplit(request.url)
         target = url.path + (f"?{url.query}" if url.query else "")
-        body = request.content if hasattr(request, "content") else request.body
+        # `body` is what the SDK's HMAC policy hashed into x-ms-content-sha256.
+        body = request.body
         if body is None:
             body = b""
         elif isinstance(body, str):
