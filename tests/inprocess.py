@@ -158,14 +158,16 @@ class RouterClock:
         return timezone.now()
 
     @staticmethod
-    def next_due(until: datetime | None = None) -> datetime | None:
-        """The earliest pending timer due time (up to `until`), read from the timer table."""
+    def next_due(*, after: datetime, until: datetime) -> datetime | None:
+        """The earliest pending timer due time in (after, until], read from the timer table."""
         from routing.models import RouterTimer
 
-        pending = RouterTimer.objects.filter(fired_at__isnull=True)
-        if until is not None:
-            pending = pending.filter(due_at__lte=until)
-        return pending.order_by("due_at").values_list("due_at", flat=True).first()
+        return (
+            RouterTimer.objects.filter(fired_at__isnull=True, due_at__gt=after, due_at__lte=until)
+            .order_by("due_at")
+            .values_list("due_at", flat=True)
+            .first()
+        )
 
     def run_timers(self) -> int:
         """One pass of the timer loop at the current time; returns how many timers ran."""
@@ -180,16 +182,19 @@ class RouterClock:
             self._traveller.shift(delta)
 
     def advance_to(self, moment: datetime, *, each: Callable[[], None] | None = None) -> None:
-        """Move the clock to `moment`, stopping at every timer due on the way to run it (and to
-        call `each` after it), then run whatever is due at `moment`."""
-        while (due := self.next_due(until=moment)) is not None:
-            self._travel_to(due)
-            if not self.run_timers():
-                # A timer whose handler fails stays pending (the loop retries it every pass);
-                # stepping on keeps this from spinning on it.
-                break
-            if each is not None:
+        """Move the clock to `moment`, stopping at every due time on the way to run the timers
+        due then (calling `each` after each stop), and finally at `moment` itself.
+
+        Timers already due run first. A timer whose handler fails stays pending, as in the loop,
+        which retries it on every pass; looking only for due times after "now" keeps this from
+        stopping at it over and over."""
+        while True:
+            if self.run_timers() and each is not None:
                 each()
+            due = self.next_due(after=timezone.now(), until=moment)
+            if due is None:
+                break
+            self._travel_to(due)
         self._travel_to(moment)
         self.run_timers()
         if each is not None:
@@ -204,15 +209,15 @@ class RouterClock:
         deadline = timezone.now() + timedelta(seconds=timeout)
         last = check()
         while not last:
-            due = self.next_due(until=deadline)
-            if due is None:
-                # Nothing is due before the deadline; state read relative to "now" may still
-                # change, so look once more at the deadline before giving up.
-                if timezone.now() >= deadline:
-                    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
-                self._travel_to(deadline)
-            else:
-                self._travel_to(due)
+            if self.run_timers():  # already due: the loop would run it within a poll
+                last = check()
+                continue
+            if timezone.now() >= deadline:
+                raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+            # On to the next due time; with none before the deadline, to the deadline itself
+            # (state read relative to "now" may still change by then) for a last look.
+            due = self.next_due(after=timezone.now(), until=deadline)
+            self._travel_to(due or deadline)
             self.run_timers()
             last = check()
         return last

@@ -426,8 +426,8 @@ SELECTOR_CASES = [
 
 
 def _case_id(value) -> str:
-    # Sets print in hash order, which differs between processes (pytest-xdist workers must
-    # collect the same ids): print them sorted.
+    # Sets print in hash order, which string-hash randomisation changes from run to run: print
+    # them sorted, so that a test keeps its id.
     return str(sorted(value)) if isinstance(value, set) else str(value)
 
 

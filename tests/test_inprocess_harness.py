@@ -69,3 +69,17 @@ def test_holds_for_notices_a_timer_that_changes_the_state(admin_client, client):
     assert offered_jobs(client, "w-1") == ["j-1"]
     with pytest.raises(AssertionError, match="stopped holding"):
         holds_for(lambda: offered_jobs(client, "w-1") == ["j-1"], 2)
+
+
+def test_a_timer_that_keeps_failing_does_not_stall_the_clock(router_clock):
+    # As in the loop, a broken timer stays pending and is retried; moving the clock must still
+    # reach its target and `eventually` still give up at its deadline.
+    from routing.models import RouterTimer
+
+    RouterTimer.objects.create(kind="noSuchKind", target_id="x", due_at=router_clock.now())
+    target = router_clock.now() + timedelta(seconds=5)
+    router_clock.advance_to(target)
+    assert router_clock.now() >= target
+    with pytest.raises(AssertionError, match="within 5"):
+        eventually(lambda: False, timeout=5)
+    assert RouterTimer.objects.get(kind="noSuchKind").fired_at is None
