@@ -1116,7 +1116,7 @@ class ScenarioRun:
             self.result["problems"].append(f"analysis failed: {type(exc).__name__}: {exc}")
         self.result["load_avg_end"] = os.getloadavg()
         if self.result["status"] == "running":
-            self.result["status"] = "ok" if code == 0 and not self.result["problems"] else "COLLAPSED"
+            self.result["status"] = "completed" if code == 0 and not self.result["problems"] else "COLLAPSED"
         vis = self.result.get("visible", {})
         self.log(f"{self.result['status']}: offer visible p50 {_s(vis.get('p50'), 3)}s, p95 {_s(vis.get('p95'), 3)}s;"
                  f" deaf desks {self.result.get('deaf_desks', '?')}")
@@ -1298,7 +1298,7 @@ def run_scenario_process(sc: Scenario, log: Callable[[str], None]) -> dict:
             result["status"] = "COLLAPSED"
         result.setdefault("label", sc.label)
         result.setdefault("scenario", asdict(sc))
-        if sc.keep or result.get("status") != "ok":
+        if sc.keep or result.get("status") != "completed":
             log(f"  [{sc.label}] temp directory kept: {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -1330,6 +1330,7 @@ def summary_table(results: list[dict]) -> str:
 
     rows = [
         row("status", lambda r: r["status"]),
+        row("signs of collapse", lambda r: " ".join(word for word, _ in collapse_signs(r)) or "none"),
         row("layer, web processes", lambda r: f"{r.get('layer', '?')}, {r['scenario']['web_processes']}"),
         row("load average (1 min) at start / end", lambda r: f"{r['load_avg_start'][0]:.2f} / {r['load_avg_end'][0]:.2f}"),
         row("desks / supervisors connected", lambda r: f"{r['desks_connected']}/{r['scenario']['desks']}"
@@ -1375,8 +1376,27 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def collapse_signs(r: dict) -> list[tuple[str, str]]:
+    """(word, detail) flags for a scenario that completed but where the desk path did not keep up."""
+    signs = []
+    first, last = r.get("visible_first_third_p50", math.nan), r.get("visible_last_third_p50", math.nan)
+    if last > 1.0 and last > 1.5 * first:
+        signs.append(("lag", f"offer-visible p50 grew x{last / first:.1f} from the first to the last third"))
+    if r.get("never_seen"):
+        signs.append(("unseen", f"{r['never_seen']} offers never shown on a desk"))
+    if r.get("never_offered"):
+        signs.append(("unoffered", f"{r['never_offered']} jobs never offered (no desk free)"))
+    if r.get("jobs_created") and r.get("lifecycles", 0) < r["jobs_created"]:
+        signs.append(("unclosed", f"{r.get('lifecycles', 0)} of {r['jobs_created']} jobs accepted, completed and closed"))
+    if r.get("deaf_desks"):
+        signs.append(("deaf", f"{r['deaf_desks']} of {r['desks_checked']} desks did not see a change within 5 s"))
+    return signs
+
+
 def _notes(r: dict) -> list[str]:
     notes = list(r.get("problems", []))
+    if r.get("status") == "completed" and collapse_signs(r):
+        notes.append("signs of collapse: " + "; ".join(detail for _, detail in collapse_signs(r)))
     if r.get("errors"):
         notes.append("desk action errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(r["errors"].items())))
     if r.get("send_slip_max", 0) > 0.5:
@@ -1426,7 +1446,7 @@ def main(argv: list[str] | None = None) -> int:
             log(summary_table(results))
         if args.json and results:
             Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    return 0 if all(r.get("status") == "ok" for r in results) and len(results) == len(scenarios) else 1
+    return 0 if all(r.get("status") == "completed" for r in results) and len(results) == len(scenarios) else 1
 
 
 if __name__ == "__main__":
