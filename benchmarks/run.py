@@ -146,24 +146,60 @@ def setup_django() -> None:
     connection.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(taken: tuple[int, ...] = ()) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+def process_group_cpu(groups: dict[int, str]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process group {pgid: name} (Linux /proc);
+    names may repeat (their groups are summed)."""
+    totals = {name: 0.0 for name in groups.values()}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pgrp = int(fields[2])
+        if pgrp in groups:
+            totals[groups[pgrp]] += (int(fields[11]) + int(fields[12])) / tick
+    return totals
 
 
 class Servers:
-    """One daphne process serving benchmarks.baseline_app and one `manage.py qcluster`."""
+    """Web process(es) (daphne serving `app`, default benchmarks.baseline_app) and one
+    `manage.py qcluster`. With several web processes they are named daphne, daphne-2, ..."""
 
-    def __init__(self, env: dict[str, str], tmp: Path) -> None:
+    def __init__(self, env: dict[str, str], tmp: Path, app: str = ASGI_APP, web_processes: int = 1) -> None:
         self.env = env
         self.tmp = tmp
-        self.port = _free_port()
+        self.app = app
+        self.ports: list[int] = []
+        for _ in range(web_processes):
+            self.ports.append(_free_port(tuple(self.ports)))
+        self.port = self.ports[0]
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    @property
+    def web_names(self) -> list[str]:
+        return ["daphne" if i == 0 else f"daphne-{i + 1}" for i in range(len(self.ports))]
+
+    def pgids(self) -> dict[int, str]:
+        """{process group id: name} of every server process started (each leads its own group)."""
+        return {proc.pid: name for name, proc, _log in self.procs}
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = self.tmp / f"{name}.log"
@@ -176,19 +212,23 @@ class Servers:
         return proc
 
     def start(self) -> None:
-        web = self._spawn("daphne", ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APP])
+        webs = [
+            (name, port, self._spawn(name, ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), self.app]))
+            for name, port in zip(self.web_names, self.ports)
+        ]
         self._spawn("qcluster", ["manage.py", "qcluster"])
         deadline = time.monotonic() + 60
-        while True:
-            if web.poll() is not None:
-                raise BenchError(f"daphne exited early with code {web.returncode}\n{self.log_tail('daphne')}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"daphne did not listen on {self.port} within 60s")
-                time.sleep(0.05)
+        for name, port, web in webs:
+            while True:
+                if web.poll() is not None:
+                    raise BenchError(f"{name} exited early with code {web.returncode}\n{self.log_tail(name)}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"{name} did not listen on {port} within 60s")
+                    time.sleep(0.05)
 
     def check_alive(self) -> None:
         for name, proc, _log in self.procs:
@@ -203,18 +243,7 @@ class Servers:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by each server process group (Linux /proc)."""
-        groups = {proc.pid: name for name, proc, _log in self.procs}
-        totals = {name: 0.0 for name in groups.values()}
-        tick = os.sysconf("SC_CLK_TCK")
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            pgrp = int(fields[2])
-            if pgrp in groups:
-                totals[groups[pgrp]] += (int(fields[11]) + int(fields[12])) / tick
-        return totals
+        return process_group_cpu(self.pgids())
 
     def stop(self) -> None:
         for _name, proc, _log in reversed(self.procs):

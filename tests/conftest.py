@@ -1,5 +1,12 @@
-"""Shared fixtures: a real daphne server and a real background worker (`manage.py qcluster`,
-with the timer loop) running against the test database, and official Azure SDK clients."""
+"""Shared fixtures.
+
+`client` / `admin_client`: official Azure SDK clients driving the real application in-process
+(tests/inprocess.py), on the rolled-back `db` fixture, with a simulated clock (`router_clock`)
+standing in for the timer loop. Most behaviour tests use these.
+
+`live_client` / `live_admin_client`: the same SDK clients against a real daphne server and a real
+background worker (`manage.py qcluster`, with the timer loop) running on the test database, for
+the tests about the socket, processes and real timing."""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ T = TypeVar("T")
 
 
 # Modules whose tests also run against PostgreSQL in CI (scripts/test, second pass).
-POSTGRES_MODULES = ("test_api_", "test_concurrency", "test_seed_", "test_timers")
+POSTGRES_MODULES = ("test_api_", "test_concurrency", "test_seed_", "test_timers", "test_inprocess_harness")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,7 +72,16 @@ class RouterProcesses:
     def __init__(self, env: dict[str, str], servers: int = 1) -> None:
         self.env = env
         self.ports = [_free_port() for _ in range(servers)]
+        # All servers boot at once (each spends about half a second importing Django); then
+        # wait until every one listens.
         self.web = [self._start_web(port) for port in self.ports]
+        try:
+            for port, proc in zip(self.ports, self.web):
+                _wait_for_port(port, proc)
+        except BaseException:
+            for proc in self.web:
+                _stop(proc)
+            raise
         self.worker = self.start_worker()
 
     @property
@@ -76,12 +92,10 @@ class RouterProcesses:
         return [f"http://127.0.0.1:{p}" for p in self.ports]
 
     def _start_web(self, port: int) -> subprocess.Popen:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "jobrouter.asgi:application"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=None,
         )
-        _wait_for_port(port, proc)
-        return proc
 
     def start_worker(self) -> subprocess.Popen:
         return subprocess.Popen(
@@ -158,13 +172,55 @@ def make_clients(endpoint: str, key: str):
 
 
 @pytest.fixture
-def admin_client(router, transactional_db, access_key):
+def live_admin_client(router, transactional_db, access_key):
     return make_clients(router.endpoint, access_key)[0]
 
 
 @pytest.fixture
-def client(router, transactional_db, access_key):
+def live_client(router, transactional_db, access_key):
     return make_clients(router.endpoint, access_key)[1]
+
+
+@pytest.fixture
+def router_clock(db, settings, monkeypatch):
+    """The in-process router's clock and environment (what server_env() gives the live server).
+
+    The clock starts at the real time and ticks (so rows keep their order); tests move it with
+    `router_clock.advance(...)` or through tests.inprocess.eventually / holds_for, which run
+    each timer at its due time."""
+    import time_machine
+    from django.utils import timezone
+    from django_q.conf import Conf
+
+    from tests.inprocess import RouterClock, clock_in_use
+
+    settings.JOBROUTER_RULE_TIMEOUT_SECONDS = 2
+    # Function and webhook rules in tests talk to plain-http servers on loopback (what
+    # JOBROUTER_ALLOW_HTTP_WEBHOOKS=1 sets up in the server processes).
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    # django-q tasks (classification with remote rules) run at once in this process, in the
+    # request that queues them, instead of in a cluster process.
+    monkeypatch.setattr(Conf, "SYNC", True)
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        with clock_in_use(RouterClock(traveller)) as clock:
+            yield clock
+
+
+@pytest.fixture
+def inprocess_clients(router_clock, access_key):
+    from tests.inprocess import make_inprocess_clients
+
+    return make_inprocess_clients(access_key)
+
+
+@pytest.fixture
+def admin_client(inprocess_clients):
+    return inprocess_clients[0]
+
+
+@pytest.fixture
+def client(inprocess_clients):
+    return inprocess_clients[1]
 
 
 def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05) -> T:
@@ -178,3 +234,19 @@ def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float
         time.sleep(interval)
         last = check()
     return last
+
+
+@pytest.fixture
+def http_endpoint():
+    """A real local HTTP server answering function and webhook rules (tests/remote_endpoint.py)."""
+    from tests.remote_endpoint import FakeEndpoint
+
+    endpoint = FakeEndpoint().start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+# Personas for permission tests (tests/personas.py), available to every module.
+from tests.personas import agents, customer, fast_passwords, outsider, supervisor  # noqa: E402,F401

@@ -4,27 +4,23 @@ with the API's message, and lists show what a supervisor filters on."""
 import json
 
 import pytest
-from django.contrib.auth.models import User
-from django.test import Client
 
 from routing.models import ClassificationPolicy, DistributionPolicy, Job, JobStatus, Queue, Worker
 from tests import factories
-from routing.patches import ClassificationPolicyPatch, ExceptionPolicyPatch
+from tests.personas import logged_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def supervisor():
-    # `client` is the SDK client in this suite; the admin is driven with Django's test client.
-    browser = Client()
-    user = User.objects.create_superuser("supervisor", "sup@example.com", "pw-supervisor")
-    browser.force_login(user)
-    return browser
+def browser(supervisor):
+    """The supervisor persona (staff with the router's permissions) signed in to the admin.
+    `client` is the SDK client in this suite; the admin is driven with Django's test client."""
+    return logged_in(supervisor)
 
 
-def test_supervisor_creates_distribution_policy_and_queue(supervisor):
-    response = supervisor.post(
+def test_supervisor_creates_distribution_policy_and_queue(browser):
+    response = browser.post(
         "/admin/routing/distributionpolicy/add/",
         {"id": "dp1", "name": "Default", "offer_expires_after_seconds": "30",
          "mode": json.dumps({"kind": "roundRobin", "maxConcurrentOffers": 2})},
@@ -33,7 +29,7 @@ def test_supervisor_creates_distribution_policy_and_queue(supervisor):
     policy = DistributionPolicy.objects.get(pk="dp1")
     assert policy.mode == {"kind": "roundRobin", "minConcurrentOffers": 1, "maxConcurrentOffers": 2, "bypassSelectors": False}
 
-    response = supervisor.post(
+    response = browser.post(
         "/admin/routing/queue/add/",
         {"id": "sales", "name": "Sales", "priority": "5", "distribution_policy": "dp1", "labels": json.dumps({"region": "eu"})},
     )
@@ -43,8 +39,8 @@ def test_supervisor_creates_distribution_policy_and_queue(supervisor):
     assert queue.priority == 5
 
 
-def test_invalid_expression_is_refused_with_the_api_message(supervisor):
-    response = supervisor.post(
+def test_invalid_expression_is_refused_with_the_api_message(browser):
+    response = browser.post(
         "/admin/routing/classificationpolicy/add/",
         {"id": "cp1", "name": "Broken", "queue_selector_attachments": "[]", "worker_selector_attachments": "[]",
          "prioritization_rule": json.dumps({"kind": "expression", "expression": "If(job.vip = , 10, 1)"})},
@@ -55,10 +51,10 @@ def test_invalid_expression_is_refused_with_the_api_message(supervisor):
     assert not ClassificationPolicy.objects.filter(pk="cp1").exists()
 
 
-def test_worker_saved_in_admin_is_registered_and_offered_work(supervisor):
+def test_worker_saved_in_admin_is_registered_and_offered_work(browser):
     factories.queue_with_policy("q1")
     factories.queued_job("j1")
-    response = supervisor.post(
+    response = browser.post(
         "/admin/routing/worker/add/",
         {"id": "agent-7", "capacity": "1", "available_for_offers": "on", "labels": "{}", "tags": "{}",
          "queues": json.dumps(["q1"]), "queue_priorities": json.dumps({"q1": 3}),
@@ -70,43 +66,41 @@ def test_worker_saved_in_admin_is_registered_and_offered_work(supervisor):
     assert worker.offers.filter(job_id="j1", status="open").exists()
 
 
-def test_job_list_filters_by_status_and_queue_and_cancel_action_uses_domain(supervisor):
+def test_job_list_filters_by_status_and_queue_and_cancel_action_uses_domain(browser):
     factories.queue_with_policy("q1")
     factories.queued_job("j1")
-    response = supervisor.get("/admin/routing/job/", {"status__exact": "queued", "queue__id__exact": "q1"})
+    response = browser.get("/admin/routing/job/", {"status__exact": "queued", "queue__id__exact": "q1"})
     assert response.status_code == 200 and "j1" in response.content.decode()
-    response = supervisor.post("/admin/routing/job/", {"action": "cancel_jobs", "_selected_action": ["j1"]})
+    response = browser.post("/admin/routing/job/", {"action": "cancel_jobs", "_selected_action": ["j1"]})
     assert response.status_code == 302
     job = Job.objects.get(pk="j1")
     assert job.status == JobStatus.CANCELLED
     assert job.disposition_code == "Cancelled"
 
 
-def test_policies_read_as_sentences_in_the_admin(supervisor):
-    from routing.services.policies import classification_policy_upsert, exception_policy_upsert
-
+def test_policies_read_as_sentences_in_the_admin(browser, admin_client):
     factories.queue_with_policy("q1")
-    classification_policy_upsert(policy_id="cp1", patch=ClassificationPolicyPatch.from_wire({
+    admin_client.upsert_classification_policy("cp1", {
         "queueSelectorAttachments": [{"kind": "conditional", "condition": {"kind": "expression", "expression": "job.vip = true"},
                                       "queueSelectors": [{"key": "Id", "labelOperator": "equal", "value": "q1"}]}],
         "prioritizationRule": {"kind": "static", "value": 10},
         "workerSelectorAttachments": [{"kind": "passThrough", "key": "language", "labelOperator": "equal",
                                        "expiresAfterSeconds": 30}],
-    }))
-    exception_policy_upsert(policy_id="ep1", patch=ExceptionPolicyPatch.from_wire({"exceptionRules": [{
+    })
+    admin_client.upsert_exception_policy("ep1", {"exceptionRules": [{
         "id": "slow", "trigger": {"kind": "waitTime", "thresholdSeconds": 60},
         "actions": [{"kind": "manualReclassify", "queueId": "q1", "priority": 9}, {"kind": "cancel", "dispositionCode": "TooLong"}],
-    }]}))
-    page = supervisor.get("/admin/routing/classificationpolicy/cp1/change/").content.decode()
+    }]})
+    page = browser.get("/admin/routing/classificationpolicy/cp1/change/").content.decode()
     assert "if expression: job.vip = true → Id equal &quot;q1&quot;" in page
     assert "static: 10" in page
     assert "pass through: language equal job.language (expires after 30 s)" in page
-    listing = supervisor.get("/admin/routing/exceptionpolicy/").content.decode()
+    listing = browser.get("/admin/routing/exceptionpolicy/").content.decode()
     assert "when waited 60 s → move to queue q1, priority 9, then cancel (TooLong)" in listing
 
 
-def test_invalid_exception_policy_is_refused_with_the_api_message(supervisor):
-    response = supervisor.post("/admin/routing/exceptionpolicy/add/", {
+def test_invalid_exception_policy_is_refused_with_the_api_message(browser):
+    response = browser.post("/admin/routing/exceptionpolicy/add/", {
         "id": "ep-bad", "name": "bad",
         "exception_rules": json.dumps([{"id": "r", "trigger": {"kind": "queueLength"}, "actions": []}]),
     })
@@ -114,21 +108,21 @@ def test_invalid_exception_policy_is_refused_with_the_api_message(supervisor):
     assert "exceptionRules[0].trigger.threshold is required." in response.content.decode()
 
 
-def test_delete_in_admin_goes_through_the_domain_and_reports_a_refusal(supervisor):
+def test_delete_in_admin_goes_through_the_domain_and_reports_a_refusal(browser):
     factories.queue_with_policy("q1")
     factories.queue_with_policy("q2")
     factories.queued_job("j1", queue="q1")
 
-    protected = supervisor.post("/admin/routing/distributionpolicy/q1-policy/delete/", {"post": "yes"})
+    protected = browser.post("/admin/routing/distributionpolicy/q1-policy/delete/", {"post": "yes"})
     assert "Cannot delete distribution policy" in protected.content.decode()
     assert DistributionPolicy.objects.filter(pk="q1-policy").exists()
 
-    refused = supervisor.post("/admin/routing/queue/q1/delete/", {"post": "yes"}, follow=True)
+    refused = browser.post("/admin/routing/queue/q1/delete/", {"post": "yes"}, follow=True)
     page = refused.content.decode()
     assert "Could not delete q1: There is an active job in this queue." in page
     assert "deleted successfully" not in page
     assert Queue.objects.filter(pk="q1").exists()
 
-    deleted = supervisor.post("/admin/routing/queue/q2/delete/", {"post": "yes"})
+    deleted = browser.post("/admin/routing/queue/q2/delete/", {"post": "yes"})
     assert deleted.status_code == 302
     assert not Queue.objects.filter(pk="q2").exists()

@@ -1,5 +1,5 @@
 """Administration API through the official SDK (azure-communication-jobrouter 1.0.0) against the
-live server: distribution, classification and exception policies and queues (ACS 2023-11-01
+in-process app: distribution, classification and exception policies and queues (ACS 2023-11-01
 §2.1), their response defaults (§3.6), validation, conflicts and conditional requests."""
 
 from __future__ import annotations

@@ -1,20 +1,15 @@
-"""Classification through the official SDK (azure-communication-jobrouter 1.0.0) against the live
-server (ACS 2023-11-01 §3.3, §4.4): queue selector attachments of every kind, fallback queue,
-classificationFailed, prioritization rules, worker selector attachments and their effect on
-matching, reclassification, and function / webhook rules answered by real local HTTP servers
-(also as best-worker scoring rules)."""
+"""Classification through the official SDK (azure-communication-jobrouter 1.0.0) against the
+in-process app (ACS 2023-11-01 §3.3, §4.4): queue selector attachments of every kind, fallback
+queue, classificationFailed, prioritization rules, worker selector attachments and their effect
+on matching, reclassification, and function / webhook rules answered by real local HTTP servers
+(also as best-worker scoring rules). What needs the background worker process (classification
+while it is down, overlapping classifications) is in tests/test_api_live_smoke.py."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
-from urllib.parse import parse_qs
 
 import pytest
 from azure.communication.jobrouter.models import (
@@ -25,8 +20,6 @@ from azure.communication.jobrouter.models import (
     DirectMapRouterRule,
     DistributionPolicy,
     ExpressionRouterRule,
-    FunctionRouterRule,
-    FunctionRouterRuleCredential,
     LabelOperator,
     LongestIdleMode,
     OAuth2WebhookClientCredential,
@@ -51,85 +44,11 @@ from azure.communication.jobrouter.models import (
     WorkerWeightedAllocation,
 )
 
-from tests.conftest import eventually
+from tests.inprocess import eventually
+from tests.remote_endpoint import function_rule, oauth_routes
 from tests.sdk import add_worker, offered_jobs
 
 CHANNEL = "voice"
-
-
-# --- a real local HTTP endpoint for function and webhook rules ----------------------------------
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float = field(default_factory=time.monotonic)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
-
-
-@dataclass
-class FakeEndpoint:
-    """A ThreadingHTTPServer on 127.0.0.1 (port 0) that records every request and answers with
-    the handler registered for its path: handler(Recorded) -> (status, json-able body)."""
-
-    routes: dict[str, Callable[[Recorded], tuple[int, Any]]] = field(default_factory=dict)
-    requests: list[Recorded] = field(default_factory=list)
-
-    def start(self) -> "FakeEndpoint":
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server naming)
-                length = int(self.headers.get("Content-Length") or 0)
-                rec = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-                endpoint.requests.append(rec)
-                route = endpoint.routes.get(self.path)
-                status, body = route(rec) if route else (404, {"error": "no route"})
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the router gave up waiting (timeout test)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def calls(self, path: str) -> list[Recorded]:
-        return [r for r in self.requests if r.path == path]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def http_endpoint():
-    endpoint = FakeEndpoint().start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.stop()
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -548,12 +467,6 @@ def test_reclassify_after_failure_can_succeed(admin_client, client, queues):
 # --- function rules against a real local HTTP server ---------------------------------------------
 
 
-def function_rule(http_endpoint, path, key="fn-key-1"):
-    return FunctionRouterRule(
-        function_uri=http_endpoint.url(path), credential=FunctionRouterRuleCredential(function_key=key)
-    )
-
-
 def test_function_rule_receives_job_labels_and_function_key(admin_client, client, queues, http_endpoint):
     http_endpoint.routes["/api/queue"] = lambda rec: (200, [{"key": "Id", "labelOperator": "equal", "value": "q-us"}])
     http_endpoint.routes["/api/priority"] = lambda rec: (200, {"value": 42})
@@ -646,32 +559,6 @@ def test_function_answering_json_that_is_not_selectors_fails_classification(admi
 # --- webhook rules with OAuth2 client credentials ------------------------------------------------
 
 
-def oauth_routes(http_endpoint, hook_delay=0.0):
-    """A token endpoint (client credentials router-app / s3cret → tok-1) and a webhook at /hook
-    that requires `Bearer tok-1` and answers a Region selector from the job labels."""
-
-    def token(rec):
-        form = rec.form()
-        auth_ok = form.get("client_id") == "router-app" and form.get("client_secret") == "s3cret"
-        if form.get("grant_type") != "client_credentials" or not auth_ok:
-            return 401, {"error": "invalid_client"}
-        return 200, {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}
-
-    def hook(rec):
-        if rec.headers.get("authorization") != "Bearer tok-1":
-            return 401, {"error": "unauthorized"}
-        time.sleep(hook_delay)
-        return 200, {"value": [{"key": "Region", "labelOperator": "equal", "value": rec.json()["job"]["Region"]}]}
-
-    http_endpoint.routes["/oauth/token"] = token
-    http_endpoint.routes["/hook"] = hook
-    return WebhookRouterRule(
-        authorization_server_uri=http_endpoint.url("/oauth/token"),
-        client_credential=OAuth2WebhookClientCredential(client_id="router-app", client_secret="s3cret"),
-        webhook_uri=http_endpoint.url("/hook"),
-    )
-
-
 def test_webhook_rule_gets_a_client_credentials_token_and_sends_it_as_bearer(admin_client, client, queues, http_endpoint):
     rule = oauth_routes(http_endpoint)
     policy(admin_client, "cp", queue_selector_attachments=[RuleEngineQueueSelectorAttachment(rule=rule)])
@@ -688,21 +575,6 @@ def test_webhook_rule_gets_a_client_credentials_token_and_sends_it_as_bearer(adm
     assert [h.json() for h in hooks] == [{"job": {"Region": "US"}}, {"job": {"Region": "EU"}}]
     assert all(h.headers["authorization"] == "Bearer tok-1" for h in hooks)
     assert all(h.headers["content-type"].startswith("application/json") for h in hooks)
-
-
-def test_webhook_token_is_fetched_once_for_two_classifications(admin_client, client, queues, http_endpoint):
-    # The first webhook call is slow, so the second classification overlaps it and is run by
-    # another background process (Q_CLUSTER workers=2): the cache must be shared between
-    # processes. The token was cached before the first webhook call began.
-    rule = oauth_routes(http_endpoint, hook_delay=1.5)
-    policy(admin_client, "cp", queue_selector_attachments=[RuleEngineQueueSelectorAttachment(rule=rule)])
-    job_in_policy(client, "j1", "cp", {"Region": "US"})
-    eventually(lambda: len(http_endpoint.calls("/hook")) == 1)
-    job_in_policy(client, "j2", "cp", {"Region": "EU"})
-    assert queued(client, "j1").queue_id == "q-us"
-    assert queued(client, "j2").queue_id == "q-eu"
-    assert all(h.headers["authorization"] == "Bearer tok-1" for h in http_endpoint.calls("/hook"))
-    assert len(http_endpoint.calls("/oauth/token")) == 1, "the token must be cached between classifications"
 
 
 def test_webhook_with_rejected_client_credentials_fails_classification(admin_client, client, queues, http_endpoint):
@@ -796,42 +668,3 @@ def test_expiring_attached_selector_from_classification_widens_the_pool(admin_cl
     assert selector.status == RouterWorkerSelectorStatus.EXPIRED
 
 
-def test_function_classification_requested_while_background_worker_is_down_runs_after_restart(
-    admin_client, client, queues, http_endpoint, router
-):
-    http_endpoint.routes["/prio"] = lambda rec: (200, 6)
-    policy(admin_client, "cp", fallback_queue_id="q-eu", prioritization_rule=function_rule(http_endpoint, "/prio"))
-    router.stop_worker()
-    try:
-        assert job_in_policy(client, "j1", "cp").status == RouterJobStatus.PENDING_CLASSIFICATION
-        assert client.get_job("j1").status == RouterJobStatus.PENDING_CLASSIFICATION
-    finally:
-        router.worker = router.start_worker()
-    job = queued(client, "j1", timeout=20)
-    assert (job.queue_id, job.priority) == ("q-eu", 6)
-    assert len(http_endpoint.calls("/prio")) == 1
-
-
-def test_label_change_during_a_slow_classification_wins_over_the_stale_outcome(admin_client, client, queues, http_endpoint):
-    def slow_region(rec):
-        time.sleep(1.0)
-        return 200, [{"key": "Region", "labelOperator": "equal", "value": rec.json()["job"]["Region"]}]
-
-    http_endpoint.routes["/region"] = slow_region
-    policy(
-        admin_client,
-        "cp",
-        queue_selector_attachments=[RuleEngineQueueSelectorAttachment(rule=function_rule(http_endpoint, "/region"))],
-    )
-    job_in_policy(client, "j1", "cp", {"Region": "EU"})
-    eventually(lambda: len(http_endpoint.calls("/region")) == 1)  # the first classification is in flight
-    assert client.upsert_job("j1", labels={"Region": "US"}).status == RouterJobStatus.PENDING_CLASSIFICATION
-    eventually(lambda: len(http_endpoint.calls("/region")) == 2, timeout=10)
-    job = queued(client, "j1")
-    assert job.queue_id == "q-us"
-    holds_for_seconds = 1.2  # the stale EU outcome, had it been applied late, would show by now
-    deadline = time.monotonic() + holds_for_seconds
-    while time.monotonic() < deadline:
-        assert client.get_job("j1").queue_id == "q-us"
-        time.sleep(0.1)
-    assert [c.json()["job"]["Region"] for c in http_endpoint.calls("/region")] == ["EU", "US"]

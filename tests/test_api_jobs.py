@@ -1,14 +1,12 @@
-"""Jobs through the official SDK (azure-communication-jobrouter 1.0.0) against the live server:
+"""Jobs through the official SDK (azure-communication-jobrouter 1.0.0) against the in-process app:
 upsert and its echoes (ACS 2023-11-01 §3.1, §3.6), label merge patch, listing and filters, cancel,
 delete, queue position and statistics (§4.7), and the assignment lifecycle (§4.1, §5)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import requests
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.communication.jobrouter.models import (
     CancelJobOptions,
@@ -27,8 +25,7 @@ from azure.communication.jobrouter.models import (
     UnassignJobOptions,
 )
 
-from routing.api.auth import sign_request
-from tests.conftest import eventually
+from tests.inprocess import eventually, signed_request
 from tests.sdk import add_worker
 
 API = "api-version=2023-11-01"
@@ -37,16 +34,9 @@ API = "api-version=2023-11-01"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def raw_request(router, access_key, method: str, path_and_query: str, body=None) -> requests.Response:
+def raw_request(access_key, method: str, path_and_query: str, body=None):
     """A request signed exactly as the SDK signs it, but with any JSON we like (e.g. nulls)."""
-    data = b"" if body is None else json.dumps(body).encode()
-    headers = sign_request(
-        method=method, path_and_query=path_and_query, host=router.endpoint.split("//", 1)[1], body=data,
-        access_key=access_key,
-    )
-    if body is not None:
-        headers["Content-Type"] = "application/merge-patch+json" if method == "PATCH" else "application/json"
-    return requests.request(method, router.endpoint + path_and_query, data=data, headers=headers, timeout=10)
+    return signed_request(method, path_and_query, access_key, body)
 
 
 def setup_queue(admin_client, queue_id="q-1", policy_id="dp-1", expires=600, mode=None):
@@ -184,10 +174,10 @@ def test_labels_and_tags_merge_per_key_on_update(admin_client, client):
     assert job.tags == {"t": 1, "u": 2}
 
 
-def test_null_label_value_deletes_the_key(admin_client, client, router, access_key):
+def test_null_label_value_deletes_the_key(admin_client, client, access_key):
     setup_queue(admin_client)
     client.upsert_job("job-null", RouterJob(channel_id="voice", queue_id="q-1", labels={"a": 1, "b": 2}, tags={"x": 1, "y": 2}))
-    resp = raw_request(router, access_key, "PATCH", f"/routing/jobs/job-null?{API}",
+    resp = raw_request(access_key, "PATCH", f"/routing/jobs/job-null?{API}",
                        {"labels": {"a": None, "c": 3}, "tags": {"y": None}})
     assert resp.status_code == 200, resp.text
     assert resp.json()["labels"] == {"b": 2, "c": 3}

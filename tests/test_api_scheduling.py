@@ -1,6 +1,6 @@
 """Scheduled and suspended jobs, worker selector expiry and expedite, through the official SDK
-(azure-communication-jobrouter 1.0.0) against the live server (ACS 2023-11-01 §4.1, §4.6, §4.7,
-§4.9)."""
+(azure-communication-jobrouter 1.0.0) against the in-process app (ACS 2023-11-01 §4.1, §4.6,
+§4.7, §4.9). Schedules and expiries fall due on the simulated clock (tests/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from azure.communication.jobrouter.models import (
     SuspendMode,
 )
 
-from tests.conftest import eventually
-from tests.sdk import add_worker, holds_for, offered_jobs
+from tests.inprocess import eventually, holds_for
+from tests.sdk import add_worker, offered_jobs
 
 CHANNEL = "voice"
 

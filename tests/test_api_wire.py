@@ -398,7 +398,8 @@ def test_ids_with_spaces_and_slashes_work(raw):
     assert raw("POST", f"/routing/jobs/a%20b%3Ac:cancel?{API}", {}).status_code == 200
 
 
-def test_sdk_round_trips_ids_with_colons_and_spaces(client, admin_client):
+def test_sdk_round_trips_ids_with_colons_and_spaces(live_client, live_admin_client):
+    client, admin_client = live_client, live_admin_client
     from azure.communication.jobrouter.models import DistributionPolicy, LongestIdleMode, RouterJob, RouterQueue
 
     admin_client.upsert_distribution_policy("dp:1", DistributionPolicy(offer_expires_after_seconds=60, mode=LongestIdleMode()))

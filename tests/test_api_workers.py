@@ -1,5 +1,5 @@
 """Workers, offers and distribution through the official SDK (azure-communication-jobrouter
-1.0.0) against the live server: worker CRUD and state (ACS 2023-11-01 §3.1, §4.2), list filters,
+1.0.0) against the in-process app: worker CRUD and state (ACS 2023-11-01 §3.1, §4.2), list filters,
 load ratio, decline/expiry/deregistration, label selectors, capacity, the three distribution
 modes and concurrent offers (§4.3), and queue order (§4.7)."""
 
@@ -27,7 +27,7 @@ from azure.communication.jobrouter.models import (
     ScoringRuleOptions,
 )
 
-from tests.conftest import eventually
+from tests.inprocess import eventually
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -425,7 +425,13 @@ SELECTOR_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("key", "op", "value", "expected"), SELECTOR_CASES, ids=lambda x: str(x))
+def _case_id(value) -> str:
+    # Sets print in hash order, which string-hash randomisation changes from run to run: print
+    # them sorted, so that a test keeps its id.
+    return str(sorted(value)) if isinstance(value, set) else str(value)
+
+
+@pytest.mark.parametrize(("key", "op", "value", "expected"), SELECTOR_CASES, ids=_case_id)
 def test_worker_selector_operators(admin_client, client, key, op, value, expected):
     # maxConcurrentOffers high enough that every eligible worker is offered at once.
     setup_queue(admin_client, mode=LongestIdleMode(max_concurrent_offers=5))
@@ -501,33 +507,6 @@ def test_accepting_another_workers_offer_is_404(admin_client, client):
     with pytest.raises(ResourceNotFoundError):
         client.accept_job_offer("w-2", offer.offer_id)
     assert client.get_job("j-1").status == RouterJobStatus.QUEUED
-
-
-def test_concurrent_accepts_of_one_job_have_exactly_one_winner(admin_client, client):
-    from concurrent.futures import ThreadPoolExecutor
-
-    setup_queue(admin_client, mode=LongestIdleMode(max_concurrent_offers=4))
-    workers = ["w-1", "w-2", "w-3", "w-4"]
-    for wid in workers:
-        add_worker(client, wid)
-    add_job(client, "j-1")
-    eventually(lambda: len(holders(client, "j-1", workers)) == 4)
-    offers = {w: offers_for(client, w, "j-1")[0].offer_id for w in workers}
-
-    def accept(wid):
-        try:
-            return client.accept_job_offer(wid, offers[wid]).worker_id
-        except HttpResponseError as exc:
-            return exc.status_code
-
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(accept, workers))
-    winners = [r for r in results if isinstance(r, str)]
-    assert len(winners) == 1, results
-    assert all(r in (404, 409) for r in results if not isinstance(r, str)), results
-    job = client.get_job("j-1")
-    assert job.status == RouterJobStatus.ASSIGNED
-    assert [a.worker_id for a in job.assignments.values()] == winners
 
 
 # --- capacity and channels -----------------------------------------------------------------------

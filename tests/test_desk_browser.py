@@ -115,14 +115,14 @@ def _setup_agent(username="ana", queue="support", available=False):
                  "--capacity", "1", *(["--available"] if available else []))
 
 
-def test_q13_offer_rings_the_desk_and_agent_accepts_completes_closes(page_for, client):
+def test_q13_offer_rings_the_desk_and_agent_accepts_completes_closes(page_for, live_client):
     _setup_agent()
     page = page_for()
     login(page, "ana", "agent-pw", "/desk/")
     page.wait_for_selector(".connection.live")
     page.click("#mode-auto")
     page.wait_for_selector("#mode-auto.on")
-    client.upsert_job("call-1", RouterJob(channel_id="voice", queue_id="support", channel_reference="+44 20 7946 0001",
+    live_client.upsert_job("call-1", RouterJob(channel_id="voice", queue_id="support", channel_reference="+44 20 7946 0001",
                                           labels={"language": "en", "topic": "billing"}))
     card = page.wait_for_selector(".offer.ringing")
     assert "+44 20 7946 0001" in card.inner_text()
@@ -142,14 +142,14 @@ def test_q13_offer_rings_the_desk_and_agent_accepts_completes_closes(page_for, c
     assert [n["message"] for n in job.notes] == ["refund issued"]
 
 
-def test_q14_dnd_then_request_next_customer(page_for, client):
+def test_q14_dnd_then_request_next_customer(page_for, live_client):
     _setup_agent(available=False)
     page = page_for()
     login(page, "ana", "agent-pw", "/desk/")
     page.wait_for_selector("#mode-dnd.on")
     page.click("#request-next")
     page.wait_for_selector("#notice:has-text('No customer waiting.')")
-    client.upsert_job("chat-7", RouterJob(channel_id="voice", queue_id="support", channel_reference="chat #7"))
+    live_client.upsert_job("chat-7", RouterJob(channel_id="voice", queue_id="support", channel_reference="chat #7"))
     page.wait_for_selector("tr[data-queue=support] .waiting-count:has-text('1')")
     assert page.query_selector(".offer") is None  # DND: nothing rings
     page.keyboard.press("n")
@@ -167,10 +167,10 @@ def _waiting_room_path(endpoint: str, job_id: str) -> str:
     return response.json()["path"]
 
 
-def test_q12_q11_customer_sees_position_fall_then_leaves(page_for, client, router):
+def test_q12_q11_customer_sees_position_fall_then_leaves(page_for, live_client, router):
     _setup_agent(available=False)
     for job_id in ("first", "second", "me"):
-        client.upsert_job(job_id, RouterJob(channel_id="voice", queue_id="support"))
+        live_client.upsert_job(job_id, RouterJob(channel_id="voice", queue_id="support"))
     eventually(lambda: Job.objects.filter(status=JobStatus.QUEUED).count() == 3)
     customer = page_for(520, 640)
     customer.goto(_waiting_room_path(router.endpoint, "me"))
@@ -181,7 +181,7 @@ def test_q12_q11_customer_sees_position_fall_then_leaves(page_for, client, route
     agent.wait_for_selector(".connection.live")
     agent.click("#request-next")  # takes "first"
     customer.wait_for_selector("#position:has-text('2')")
-    client.cancel_job("second")
+    live_client.cancel_job("second")
     customer.wait_for_selector("#position:has-text('1')")
     customer.wait_for_selector("#headline:has-text('You are next')")
     customer.click("#leave")
@@ -205,11 +205,11 @@ def test_q11_self_service_customer_joins_one_queue_at_a_time(page_for):
     assert Job.objects.filter(queue_id="support").count() == 1
 
 
-def test_q9_supervisor_live_view_updates(page_for, client):
+def test_q9_supervisor_live_view_updates(page_for, live_client):
     _setup_agent(available=False)
     page = page_for()
     admin_login(page, "/admin/live/")
     page.wait_for_selector("tr[data-worker=ana]")
-    client.upsert_job("call-9", RouterJob(channel_id="voice", queue_id="support"))
+    live_client.upsert_job("call-9", RouterJob(channel_id="voice", queue_id="support"))
     page.wait_for_selector("tr[data-queue=support] .waiting-count:has-text('1')")
     shot(page, "supervisor-live")

@@ -1,8 +1,10 @@
 """The desk, waiting-room and supervisor websocket protocol, driven with Channels'
 WebsocketCommunicator against the real ASGI application (session authentication included).
 
-Personas: two agents (alice serves q1 at priority 5, bob serves q1), an outsider with a login
-but no worker, an anonymous visitor, and a supervisor (staff)."""
+Personas (tests/personas.py): two agents (alice serves q1 at priority 5, bob serves q1 in
+Do-Not-Disturb), an outsider with a login but no worker, a customer who joins through the
+self-service page, an anonymous visitor, and a supervisor (staff). Router state changes go
+through the API (the official SDK, in-process) or the desk itself."""
 
 from __future__ import annotations
 
@@ -10,42 +12,26 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from azure.communication.jobrouter.models import DistributionPolicy, LongestIdleMode, RouterJob, RouterQueue
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.contrib.auth.models import User
-from django.test import Client
 
 from jobrouter.asgi import application
 from routing.models import Job, JobStatus, Offer, OfferStatus
-from routing.services.customers import waiting_room_link
-from routing.services.jobs import job_cancel
-from routing.services.offers import offer_accept
-from routing.services.workers import worker_link_user, worker_upsert
-from tests import factories
-from routing.patches import WorkerPatch
+from tests.personas import logged_in, session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
-def _agent(username: str, *, queues=("q1",), priority: int = 0, available: bool = True) -> User:
-    user = User.objects.create_user(username, password="pw")
-    factories.worker(username, queues=queues, available=available)
-    worker_upsert(worker_id=username, patch=WorkerPatch.from_wire({"queuePriorities": {q: priority for q in queues}}))
-    worker_link_user(worker_id=username, user=user)
-    return user
-
-
-def _cookie_for(user: User | None) -> list[tuple[bytes, bytes]]:
+def _headers_for(user: User | None) -> list[tuple[bytes, bytes]]:
     headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
     if user is not None:
-        browser = Client()
-        browser.force_login(user)
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}".encode()))
+        headers.append((b"cookie", session_cookie(user).encode()))
     return headers
 
 
 async def connect(path: str, user: User | None) -> tuple[WebsocketCommunicator, bool]:
-    headers = await sync_to_async(_cookie_for)(user)
+    headers = await sync_to_async(_headers_for)(user)
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _code = await communicator.connect()
     return communicator, connected
@@ -69,15 +55,42 @@ async def call(communicator: WebsocketCommunicator, action: str, **args) -> dict
 
 
 @pytest.fixture
-def center(db):
-    factories.queue_with_policy("q1", expires=60)
-    factories.queue_with_policy("q2", expires=60)
-    return {
-        "alice": _agent("alice", priority=5),
-        "bob": _agent("bob", available=False),
-        "outsider": User.objects.create_user("outsider", password="pw"),
-        "supervisor": User.objects.create_user("supervisor", password="pw", is_staff=True),
-    }
+def queues(admin_client):
+    """q1 and q2, each with its own policy: one offer at a time, ringing for 60 s."""
+    for queue_id in ("q1", "q2"):
+        admin_client.upsert_distribution_policy(
+            f"{queue_id}-policy",
+            DistributionPolicy(offer_expires_after_seconds=60, mode=LongestIdleMode(max_concurrent_offers=1)),
+        )
+        admin_client.upsert_queue(queue_id, RouterQueue(distribution_policy_id=f"{queue_id}-policy"))
+
+
+@pytest.fixture
+def center(queues, agents, outsider, customer, supervisor):
+    return {"alice": agents.alice, "bob": agents.bob, "outsider": outsider, "customer": customer, "supervisor": supervisor}
+
+
+@pytest.fixture
+def api(client):
+    """The router's API for the test body (sync SDK calls wrapped for the event loop)."""
+
+    class Api:
+        async def queued_job(self, job_id: str, **fields):
+            job = await sync_to_async(client.upsert_job)(
+                job_id, RouterJob(channel_id="voice", queue_id="q1", priority=1, **fields)
+            )
+            return job
+
+        async def set_available(self, worker_id: str, available: bool):
+            return await sync_to_async(client.upsert_worker)(worker_id, available_for_offers=available)
+
+        async def accept(self, worker_id: str, offer_id: str):
+            return await sync_to_async(client.accept_job_offer)(worker_id, offer_id)
+
+        async def cancel(self, job_id: str):
+            return await sync_to_async(client.cancel_job)(job_id)
+
+    return Api()
 
 
 async def test_q6_anonymous_desk_connection_is_refused(center):
@@ -90,7 +103,7 @@ async def test_q6_login_without_a_worker_is_refused(center):
     assert not connected
 
 
-async def test_q8_q13_desk_receives_full_state_on_connect_and_offer_rings_when_job_arrives(center):
+async def test_q8_q13_desk_receives_full_state_on_connect_and_offer_rings_when_job_arrives(center, api):
     desk, connected = await connect("/ws/desk/", center["alice"])
     assert connected
     first = await next_of(desk, "state")
@@ -98,15 +111,15 @@ async def test_q8_q13_desk_receives_full_state_on_connect_and_offer_rings_when_j
     assert first["offers"] == [] and [q["id"] for q in first["queues"]] == ["q1"]
     assert first["queues"][0]["myPriority"] == 5
 
-    await sync_to_async(factories.queued_job)("j1", channelReference="+4420555")
+    await api.queued_job("j1", channel_reference="+4420555")
     ringing = await next_of(desk, "state", where=lambda m: m["offers"])
     offer = ringing["offers"][0]
     assert offer["jobId"] == "j1" and offer["channelReference"] == "+4420555" and offer["expiresAt"]
     await desk.disconnect()
 
 
-async def test_q13_accept_complete_close_through_the_desk(center):
-    await sync_to_async(factories.queued_job)("j1")
+async def test_q13_accept_complete_close_through_the_desk(center, api):
+    await api.queued_job("j1")
     desk, _ = await connect("/ws/desk/", center["alice"])
     state = await next_of(desk, "state", where=lambda m: m["offers"])
     accepted = await call(desk, "accept", offerId=state["offers"][0]["offerId"])
@@ -125,8 +138,8 @@ async def test_q13_accept_complete_close_through_the_desk(center):
     await desk.disconnect()
 
 
-async def test_q13_decline_moves_the_offer_off_the_desk(center):
-    await sync_to_async(factories.queued_job)("j1")
+async def test_q13_decline_moves_the_offer_off_the_desk(center, api):
+    await api.queued_job("j1")
     desk, _ = await connect("/ws/desk/", center["alice"])
     state = await next_of(desk, "state", where=lambda m: m["offers"])
     declined = await call(desk, "decline", offerId=state["offers"][0]["offerId"])
@@ -136,8 +149,8 @@ async def test_q13_decline_moves_the_offer_off_the_desk(center):
     await desk.disconnect()
 
 
-async def test_agent_cannot_accept_another_workers_offer_or_close_their_job(center):
-    await sync_to_async(factories.queued_job)("j1")
+async def test_agent_cannot_accept_another_workers_offer_or_close_their_job(center, api):
+    await api.queued_job("j1")
     offer = await sync_to_async(Offer.objects.get)(job_id="j1", worker_id="alice")
     desk, _ = await connect("/ws/desk/", center["bob"])
     await next_of(desk, "state")
@@ -145,22 +158,22 @@ async def test_agent_cannot_accept_another_workers_offer_or_close_their_job(cent
     assert not refused["ok"] and refused["error"]["code"] == "NotFound"
     assert (await sync_to_async(Offer.objects.get)(pk=offer.pk)).status == OfferStatus.OPEN
 
-    result = await sync_to_async(offer_accept)(worker_id="alice", offer_id=str(offer.pk))
+    result = await api.accept("alice", str(offer.pk))
     refused = await call(desk, "complete", jobId="j1", assignmentId=result.assignment_id)
     assert not refused["ok"] and refused["error"]["code"] == "NotFound"
     assert (await sync_to_async(Job.objects.get)(pk="j1")).status == JobStatus.ASSIGNED
     await desk.disconnect()
 
 
-async def test_q14_dnd_then_request_next_customer_and_no_customer_waiting(center):
+async def test_q14_dnd_then_request_next_customer_and_no_customer_waiting(center, api):
     desk, _ = await connect("/ws/desk/", center["bob"])
     await next_of(desk, "state")
     nothing = await call(desk, "requestJob")
     assert not nothing["ok"] and nothing["error"]["code"] == "NoJobWaiting"
 
     # alice is busy: set her to DND so the job waits.
-    await sync_to_async(worker_upsert)(worker_id="alice", patch=WorkerPatch.from_wire({"availableForOffers": False}))
-    await sync_to_async(factories.queued_job)("j1")
+    await api.set_available("alice", False)
+    await api.queued_job("j1")
     got = await call(desk, "requestJob")
     assert got["ok"] and got["data"]["jobId"] == "j1" and got["data"]["workerId"] == "bob"
     state = await next_of(desk, "state", where=lambda m: m["assignments"])
@@ -206,12 +219,12 @@ async def test_unknown_action_is_answered_with_a_coded_error(center):
     await desk.disconnect()
 
 
-async def test_reconnecting_desk_gets_the_offer_it_missed(center):
+async def test_reconnecting_desk_gets_the_offer_it_missed(center, api):
     desk, _ = await connect("/ws/desk/", center["alice"])
     await next_of(desk, "state")
     await desk.disconnect()
     # The job arrives while the laptop sleeps.
-    await sync_to_async(factories.queued_job)("j1")
+    await api.queued_job("j1")
     desk, _ = await connect("/ws/desk/", center["alice"])
     state = await next_of(desk, "state")
     assert [o["jobId"] for o in state["offers"]] == ["j1"]
@@ -227,23 +240,25 @@ async def test_refresh_returns_full_state(center):
     await desk.disconnect()
 
 
-async def test_q11_q12_waiting_room_shows_position_falling_and_leave_cancels(center):
-    await sync_to_async(worker_upsert)(worker_id="alice", patch=WorkerPatch.from_wire({"availableForOffers": False}))
-    for job_id in ("ahead", "me"):
-        await sync_to_async(factories.queued_job)(job_id)
-    link = await sync_to_async(waiting_room_link)(job_id="me")
-    room, connected = await connect(f"/ws/wait/{link.token}/", None)
+async def test_q11_q12_waiting_room_shows_position_falling_and_leave_cancels(center, api):
+    await api.set_available("alice", False)
+    await api.queued_job("ahead")
+    # "me" is the customer, who joins through the self-service page and is sent to the room.
+    joined = await sync_to_async(lambda: logged_in(center["customer"]).post("/queue/", {"queue": "q1"}))()
+    assert joined.status_code == 302 and joined.url.startswith("/wait/")
+    me = await sync_to_async(Job.objects.exclude(pk="ahead").get)()
+    room, connected = await connect(f"/ws{joined.url}", None)
     assert connected
     state = await next_of(room, "waiting")
     assert (state["position"], state["queueLength"]) == (2, 2)
 
-    await sync_to_async(job_cancel)(job_id="ahead")
+    await api.cancel("ahead")
     state = await next_of(room, "waiting", where=lambda m: m["position"] == 1)
     assert state["queueLength"] == 1
 
     left = await call(room, "leave")
     assert left["ok"]
-    assert (await sync_to_async(Job.objects.get)(pk="me")).status == JobStatus.CANCELLED
+    assert (await sync_to_async(Job.objects.get)(pk=me.pk)).status == JobStatus.CANCELLED
     await room.disconnect()
 
 
@@ -252,15 +267,17 @@ async def test_forged_waiting_room_link_is_refused(center):
     assert not connected
 
 
-async def test_q9_supervisor_view_is_staff_only_and_updates(center):
+async def test_q9_supervisor_view_is_staff_only_and_updates(center, api):
     _, connected = await connect("/ws/supervisor/", center["alice"])
+    assert not connected
+    _, connected = await connect("/ws/supervisor/", center["customer"])
     assert not connected
     view, connected = await connect("/ws/supervisor/", center["supervisor"])
     assert connected
     first = await next_of(view, "supervisor")
     assert {w["id"] for w in first["workers"]} == {"alice", "bob"}
-    await sync_to_async(worker_upsert)(worker_id="alice", patch=WorkerPatch.from_wire({"availableForOffers": False}))
-    await sync_to_async(factories.queued_job)("j1")
+    await api.set_available("alice", False)
+    await api.queued_job("j1")
     update = await next_of(view, "supervisor", where=lambda m: next(q for q in m["queues"] if q["id"] == "q1")["length"] == 1)
     assert next(w for w in update["workers"] if w["id"] == "alice")["state"] == "inactive"
     await view.disconnect()

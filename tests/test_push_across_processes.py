@@ -15,12 +15,10 @@ import time
 import pytest
 import websockets
 from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 
-from routing.services.workers import worker_link_user
 from tests import factories
 from tests.conftest import RouterProcesses, make_clients, server_env
+from tests.personas import create_agent, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -65,12 +63,8 @@ def only_these_processes(request):
 
 
 def _agent_cookie() -> str:
-    user = User.objects.create_user("alice", password="pw")
-    factories.worker("alice", queues=("q1",))
-    worker_link_user(worker_id="alice", user=user)
-    browser = Client()
-    browser.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    # alice (tests/personas.py): an agent serving q1, taking offers.
+    return session_cookie(create_agent("alice", "q1", available=True))
 
 
 async def _desk_until(endpoint: str, cookie: str, predicate, action) -> dict:
@@ -112,7 +106,7 @@ def _scenario(processes: RouterProcesses) -> None:
     assert gone["worker"]["state"] == "inactive"
 
 
-def test_push_crosses_processes_without_redis(django_db_setup, only_these_processes):
+def test_push_crosses_processes_without_redis(django_db_setup, only_these_processes, fast_passwords):
     processes = RouterProcesses(server_env(), servers=2)
     try:
         _scenario(processes)
@@ -120,7 +114,7 @@ def test_push_crosses_processes_without_redis(django_db_setup, only_these_proces
         processes.stop()
 
 
-def test_push_crosses_processes_with_redis(django_db_setup, redis_url, only_these_processes):
+def test_push_crosses_processes_with_redis(django_db_setup, redis_url, only_these_processes, fast_passwords):
     env = server_env()
     env["REDIS_URL"] = redis_url
     processes = RouterProcesses(env, servers=2)

@@ -57,7 +57,8 @@ def _seed_setup(admin_client, client, job_id="jobId-1", worker_id="worker-1"):
     return job, worker
 
 
-def test_seed_flow_offer_accept_complete_close(admin_client, client):
+def test_seed_flow_offer_accept_complete_close(live_admin_client, live_client):
+    admin_client, client = live_admin_client, live_client
     job, worker = _seed_setup(admin_client, client)
     assert job.status == RouterJobStatus.CREATED
     assert worker.labels == {"Some-Skill": 11, "Id": "worker-1"}
@@ -84,7 +85,8 @@ def test_seed_flow_offer_accept_complete_close(admin_client, client):
     assert client.get_worker("worker-1").load_ratio == 0
 
 
-def test_seed_flow_close_in_the_future_takes_effect_within_a_second(admin_client, client):
+def test_seed_flow_close_in_the_future_takes_effect_within_a_second(live_admin_client, live_client):
+    admin_client, client = live_admin_client, live_client
     _seed_setup(admin_client, client)
     worker = eventually(lambda: (w := client.get_worker(worker_id="worker-1")).offers and w)
     accepted = client.accept_job_offer(worker_id="worker-1", offer_id=worker.offers[0].offer_id)
