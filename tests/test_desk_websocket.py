@@ -49,6 +49,93 @@ async def next_of(communicator: WebsocketCommunicator, kind: str, timeout: float
             return message
 
 
+class DeskView:
+    """What a desk page shows, assembled from the frames pushed to it (`desk`, `queue`,
+    `catalog`), in the shape of one state: worker, offers, assignments, queues (status and
+    `myPriority`), allQueues."""
+
+    def __init__(self, socket: WebsocketCommunicator) -> None:
+        self.socket = socket
+        self.desk: dict | None = None
+        self.queues: dict[str, dict] = {}
+        self.catalog: list[dict] | None = None
+
+    def current(self) -> dict | None:
+        if self.desk is None or self.catalog is None:
+            return None
+        if any(q["id"] not in self.queues for q in self.desk["myQueues"]):
+            return None
+        return {
+            "worker": self.desk["worker"], "offers": self.desk["offers"], "assignments": self.desk["assignments"],
+            "queues": [{**self.queues[q["id"]], "myPriority": q["myPriority"]} for q in self.desk["myQueues"]],
+            "allQueues": self.catalog,
+        }
+
+    async def state(self, where=lambda s: True, timeout: float = 5) -> dict:
+        """The page's state as soon as it is complete and satisfies `where`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            shown = self.current()
+            if shown is not None and where(shown):
+                return shown
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"the desk did not show the expected state within {timeout}s: {shown}")
+            self.absorb(await self.socket.receive_json_from(timeout=remaining))
+
+    def absorb(self, message: dict) -> None:
+        if message["type"] == "desk":
+            self.desk = message
+        elif message["type"] == "queue":
+            self.queues[message["queue"]["id"]] = message["queue"]
+        elif message["type"] == "catalog":
+            self.catalog = message["queues"]
+
+    async def call(self, action: str, **args) -> dict:
+        """Send an action; frames pushed meanwhile still count towards the page's state."""
+        await self.socket.send_json_to({"action": action, "requestId": action, **args})
+        deadline = asyncio.get_running_loop().time() + 5
+        while True:
+            message = await self.socket.receive_json_from(timeout=deadline - asyncio.get_running_loop().time())
+            if message.get("type") == "result" and message.get("requestId") == action:
+                return message
+            self.absorb(message)
+
+
+async def open_desk(user: User) -> tuple[WebsocketCommunicator, DeskView]:
+    desk, connected = await connect("/ws/desk/", user)
+    assert connected
+    return desk, DeskView(desk)
+
+
+class SupervisorView:
+    """The supervisor page: its opening snapshot with the `queue` and `workers` deltas applied."""
+
+    def __init__(self, socket: WebsocketCommunicator) -> None:
+        self.socket = socket
+        self.queues: dict[str, dict] | None = None
+        self.workers: dict[str, dict] = {}
+
+    async def state(self, where=lambda s: True, timeout: float = 5) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.queues is not None:
+                shown = {"queues": list(self.queues.values()), "workers": list(self.workers.values())}
+                if where(shown):
+                    return shown
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"the supervisor view did not show the expected state within {timeout}s")
+            message = await self.socket.receive_json_from(timeout=remaining)
+            if message["type"] == "supervisor":
+                self.queues = {q["id"]: q for q in message["queues"]}
+                self.workers = {w["id"]: w for w in message["workers"]}
+            elif message["type"] == "queue" and self.queues is not None:
+                self.queues[message["queue"]["id"]] = message["queue"]
+            elif message["type"] == "workers":
+                self.workers.update({w["id"]: w for w in message["workers"]})
+
+
 async def call(communicator: WebsocketCommunicator, action: str, **args) -> dict:
     await communicator.send_json_to({"action": action, "requestId": action, **args})
     return await next_of(communicator, "result", where=lambda m: m.get("requestId") == action)
@@ -104,15 +191,14 @@ async def test_q6_login_without_a_worker_is_refused(center):
 
 
 async def test_q8_q13_desk_receives_full_state_on_connect_and_offer_rings_when_job_arrives(center, api):
-    desk, connected = await connect("/ws/desk/", center["alice"])
-    assert connected
-    first = await next_of(desk, "state")
+    desk, view = await open_desk(center["alice"])
+    first = await view.state()
     assert first["worker"]["id"] == "alice" and first["worker"]["availableForOffers"] is True
     assert first["offers"] == [] and [q["id"] for q in first["queues"]] == ["q1"]
     assert first["queues"][0]["myPriority"] == 5
 
     await api.queued_job("j1", channel_reference="+4420555")
-    ringing = await next_of(desk, "state", where=lambda m: m["offers"])
+    ringing = await view.state(where=lambda m: m["offers"])
     offer = ringing["offers"][0]
     assert offer["jobId"] == "j1" and offer["channelReference"] == "+4420555" and offer["expiresAt"]
     await desk.disconnect()
@@ -120,17 +206,17 @@ async def test_q8_q13_desk_receives_full_state_on_connect_and_offer_rings_when_j
 
 async def test_q13_accept_complete_close_through_the_desk(center, api):
     await api.queued_job("j1")
-    desk, _ = await connect("/ws/desk/", center["alice"])
-    state = await next_of(desk, "state", where=lambda m: m["offers"])
-    accepted = await call(desk, "accept", offerId=state["offers"][0]["offerId"])
+    desk, view = await open_desk(center["alice"])
+    state = await view.state(where=lambda m: m["offers"])
+    accepted = await view.call("accept", offerId=state["offers"][0]["offerId"])
     assert accepted["ok"] and accepted["data"]["jobId"] == "j1"
-    state = await next_of(desk, "state", where=lambda m: m["assignments"])
+    state = await view.state(where=lambda m: m["assignments"])
     assignment = state["assignments"][0]
     assert assignment["status"] == "assigned" and state["offers"] == []
 
-    completed = await call(desk, "complete", jobId="j1", assignmentId=assignment["assignmentId"], note="sorted")
+    completed = await view.call("complete", jobId="j1", assignmentId=assignment["assignmentId"], note="sorted")
     assert completed["ok"]
-    closed = await call(desk, "close", jobId="j1", assignmentId=assignment["assignmentId"], dispositionCode="Resolved")
+    closed = await view.call("close", jobId="j1", assignmentId=assignment["assignmentId"], dispositionCode="Resolved")
     assert closed["ok"]
     job = await sync_to_async(Job.objects.get)(pk="j1")
     assert job.status == JobStatus.CLOSED and job.disposition_code == "Resolved"
@@ -140,11 +226,11 @@ async def test_q13_accept_complete_close_through_the_desk(center, api):
 
 async def test_q13_decline_moves_the_offer_off_the_desk(center, api):
     await api.queued_job("j1")
-    desk, _ = await connect("/ws/desk/", center["alice"])
-    state = await next_of(desk, "state", where=lambda m: m["offers"])
-    declined = await call(desk, "decline", offerId=state["offers"][0]["offerId"])
+    desk, view = await open_desk(center["alice"])
+    state = await view.state(where=lambda m: m["offers"])
+    declined = await view.call("decline", offerId=state["offers"][0]["offerId"])
     assert declined["ok"]
-    state = await next_of(desk, "state")
+    state = await view.state(where=lambda m: not m["offers"])
     assert state["offers"] == []
     await desk.disconnect()
 
@@ -152,91 +238,93 @@ async def test_q13_decline_moves_the_offer_off_the_desk(center, api):
 async def test_agent_cannot_accept_another_workers_offer_or_close_their_job(center, api):
     await api.queued_job("j1")
     offer = await sync_to_async(Offer.objects.get)(job_id="j1", worker_id="alice")
-    desk, _ = await connect("/ws/desk/", center["bob"])
-    await next_of(desk, "state")
-    refused = await call(desk, "accept", offerId=str(offer.pk))
+    desk, view = await open_desk(center["bob"])
+    await view.state()
+    refused = await view.call("accept", offerId=str(offer.pk))
     assert not refused["ok"] and refused["error"]["code"] == "NotFound"
     assert (await sync_to_async(Offer.objects.get)(pk=offer.pk)).status == OfferStatus.OPEN
 
     result = await api.accept("alice", str(offer.pk))
-    refused = await call(desk, "complete", jobId="j1", assignmentId=result.assignment_id)
+    refused = await view.call("complete", jobId="j1", assignmentId=result.assignment_id)
     assert not refused["ok"] and refused["error"]["code"] == "NotFound"
     assert (await sync_to_async(Job.objects.get)(pk="j1")).status == JobStatus.ASSIGNED
     await desk.disconnect()
 
 
 async def test_q14_dnd_then_request_next_customer_and_no_customer_waiting(center, api):
-    desk, _ = await connect("/ws/desk/", center["bob"])
-    await next_of(desk, "state")
-    nothing = await call(desk, "requestJob")
+    desk, view = await open_desk(center["bob"])
+    await view.state()
+    nothing = await view.call("requestJob")
     assert not nothing["ok"] and nothing["error"]["code"] == "NoJobWaiting"
 
     # alice is busy: set her to DND so the job waits.
     await api.set_available("alice", False)
     await api.queued_job("j1")
-    got = await call(desk, "requestJob")
+    got = await view.call("requestJob")
     assert got["ok"] and got["data"]["jobId"] == "j1" and got["data"]["workerId"] == "bob"
-    state = await next_of(desk, "state", where=lambda m: m["assignments"])
+    state = await view.state(where=lambda m: m["assignments"])
     assert state["worker"]["availableForOffers"] is False
     await desk.disconnect()
 
 
 async def test_set_availability_switches_between_auto_assign_and_dnd(center):
-    desk, _ = await connect("/ws/desk/", center["bob"])
-    await next_of(desk, "state")
-    assert (await call(desk, "setAvailability", available=True))["ok"]
-    state = await next_of(desk, "state", where=lambda m: m["worker"]["availableForOffers"])
+    desk, view = await open_desk(center["bob"])
+    await view.state()
+    assert (await view.call("setAvailability", available=True))["ok"]
+    state = await view.state(where=lambda m: m["worker"]["availableForOffers"])
     assert state["worker"]["state"] == "active"
-    assert (await call(desk, "setAvailability", available=False))["ok"]
-    state = await next_of(desk, "state", where=lambda m: not m["worker"]["availableForOffers"])
+    assert (await view.call("setAvailability", available=False))["ok"]
+    state = await view.state(where=lambda m: not m["worker"]["availableForOffers"])
     assert state["worker"]["state"] == "inactive"
-    bad = await call(desk, "setAvailability", available="yes")
+    bad = await view.call("setAvailability", available="yes")
     assert not bad["ok"]
     await desk.disconnect()
 
 
 async def test_q10_start_and_stop_serving_a_queue_with_priority(center):
-    desk, _ = await connect("/ws/desk/", center["bob"])
-    await next_of(desk, "state")
-    started = await call(desk, "startServing", queueId="q2", priority=7)
+    desk, view = await open_desk(center["bob"])
+    await view.state()
+    started = await view.call("startServing", queueId="q2", priority=7)
     assert started["ok"]
-    state = await next_of(desk, "state", where=lambda m: any(q["id"] == "q2" for q in m["queues"]))
+    state = await view.state(where=lambda m: any(q["id"] == "q2" for q in m["queues"]))
     assert {q["id"]: q["myPriority"] for q in state["queues"]} == {"q1": 0, "q2": 7}
-    stopped = await call(desk, "stopServing", queueId="q1")
+    stopped = await view.call("stopServing", queueId="q1")
     assert stopped["ok"]
-    state = await next_of(desk, "state", where=lambda m: [q["id"] for q in m["queues"]] == ["q2"])
-    unknown = await call(desk, "startServing", queueId="nope")
+    state = await view.state(where=lambda m: [q["id"] for q in m["queues"]] == ["q2"])
+    unknown = await view.call("startServing", queueId="nope")
     assert not unknown["ok"] and unknown["error"]["code"] == "NotFound"
     await desk.disconnect()
 
 
 async def test_unknown_action_is_answered_with_a_coded_error(center):
-    desk, _ = await connect("/ws/desk/", center["alice"])
-    await next_of(desk, "state")
-    reply = await call(desk, "fly")
+    desk, view = await open_desk(center["alice"])
+    await view.state()
+    reply = await view.call("fly")
     assert reply == {"type": "result", "requestId": "fly", "action": "fly", "ok": False,
                      "error": {"code": "UnknownAction", "message": "Unknown action 'fly'."}}
     await desk.disconnect()
 
 
 async def test_reconnecting_desk_gets_the_offer_it_missed(center, api):
-    desk, _ = await connect("/ws/desk/", center["alice"])
-    await next_of(desk, "state")
+    desk, view = await open_desk(center["alice"])
+    await view.state()
     await desk.disconnect()
     # The job arrives while the laptop sleeps.
     await api.queued_job("j1")
-    desk, _ = await connect("/ws/desk/", center["alice"])
-    state = await next_of(desk, "state")
+    desk, view = await open_desk(center["alice"])
+    state = await view.state()
     assert [o["jobId"] for o in state["offers"]] == ["j1"]
     await desk.disconnect()
 
 
 async def test_refresh_returns_full_state(center):
-    desk, _ = await connect("/ws/desk/", center["alice"])
-    await next_of(desk, "state")
+    desk, view = await open_desk(center["alice"])
+    await view.state()
     await desk.send_json_to({"action": "refresh"})
-    state = await next_of(desk, "state")
-    assert state["worker"]["id"] == "alice"
+    again = DeskView(desk)
+    state = await again.state()
+    assert state["worker"]["id"] == "alice" and [q["id"] for q in state["queues"]] == ["q1"]
+    assert [q["id"] for q in state["allQueues"]] == ["q1", "q2"]
     await desk.disconnect()
 
 
@@ -274,10 +362,12 @@ async def test_q9_supervisor_view_is_staff_only_and_updates(center, api):
     assert not connected
     view, connected = await connect("/ws/supervisor/", center["supervisor"])
     assert connected
-    first = await next_of(view, "supervisor")
+    page = SupervisorView(view)
+    first = await page.state()
     assert {w["id"] for w in first["workers"]} == {"alice", "bob"}
     await api.set_available("alice", False)
     await api.queued_job("j1")
-    update = await next_of(view, "supervisor", where=lambda m: next(q for q in m["queues"] if q["id"] == "q1")["length"] == 1)
+    update = await page.state(where=lambda m: next(q for q in m["queues"] if q["id"] == "q1")["length"] == 1
+                              and next(w for w in m["workers"] if w["id"] == "alice")["state"] == "inactive")
     assert next(w for w in update["workers"] if w["id"] == "alice")["state"] == "inactive"
     await view.disconnect()

@@ -1,5 +1,5 @@
 """Pushes reach a desk whichever process made the change: another web process (REST), or the
-background worker (a timer), on the embedded default (in-memory layer + event relay) and with
+background worker (a timer): every web process's push hub reads the event table, on the embedded default and with
 REDIS_URL (channels-redis). Real daphne processes, a real websocket client, a real Redis."""
 
 from __future__ import annotations
@@ -68,17 +68,17 @@ def _agent_cookie() -> str:
 
 
 async def _desk_until(endpoint: str, cookie: str, predicate, action) -> dict:
-    """Open a desk on `endpoint`, run `action` (in a thread) once the first state arrived, and
-    return the first state that satisfies `predicate`."""
+    """Open a desk on `endpoint`, run `action` (in a thread) once its first desk frame arrived,
+    and return the first desk frame that satisfies `predicate`."""
     url = endpoint.replace("http://", "ws://") + "/ws/desk/"
     async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": endpoint}) as ws:
         first = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert first["type"] == "state"
+        assert first["type"] == "desk" and first["topic"].startswith("desk:")
         await asyncio.to_thread(action)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-            if message.get("type") == "state" and predicate(message):
+            if message.get("type") == "desk" and predicate(message):
                 return message
     raise AssertionError("the desk never saw the change")
 
