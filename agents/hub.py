@@ -285,8 +285,11 @@ class Hub:
             if self.listeners.get(f"waiting:{job_id}"):
                 self.pending.waiting.add(job_id)
         self.pending.queues |= changes.queues
-        if changes.queue_events and self.listeners.get(CATALOG):
-            self.pending.catalog = True
+        if changes.queue_events:
+            if self.listeners.get(CATALOG):
+                self.pending.catalog = True
+            else:
+                self._forget(CATALOG)
 
     def _watched(self, queue_id: str) -> bool:
         return bool(self.listeners.get(f"queue:{queue_id}") or self.listeners.get(QUEUES_ALL)
@@ -303,7 +306,11 @@ class Hub:
         plan.desks, pending.desks = pending.desks, set()
         plan.waiting, pending.waiting = pending.waiting, set()
         plan.catalog, pending.catalog = pending.catalog, False
-        pending.queues = {q for q in pending.queues if self._watched(q)}
+        for queue_id in {q for q in pending.queues if not self._watched(q)}:
+            # Nobody shows it: drop the change, and the cached frame it makes stale, so the next
+            # page to show this queue gets a fresh render.
+            pending.queues.discard(queue_id)
+            self._forget(f"queue:{queue_id}")
         plan.queues = {q for q in pending.queues if self.queue_due.get(q, 0.0) <= now}
         pending.queues -= plan.queues
         for queue_id in plan.queues:
@@ -337,6 +344,10 @@ class Hub:
                 self.drop(listener)
             if i % SENDS_PER_YIELD == SENDS_PER_YIELD - 1:
                 await asyncio.sleep(0)
+
+    def _forget(self, topic: str) -> None:
+        self.shared.pop(topic, None)
+        self.fingerprints.pop(topic, None)
 
     def _share(self, topic: str, frame: dict[str, Any]) -> None:
         self.shared[topic] = self._stamp(topic, frame)

@@ -1,12 +1,15 @@
 """End to end in headless Chromium (Debian's package, driven by Playwright): a supervisor sets
 up a queue in the admin, an agent works the desk, a customer waits and leaves. Each step is a
-seed 002 point (Q-numbers in the test names). Screenshots go to docs/screenshots/."""
+seed 002 point (Q-numbers in the test names). Screenshots go to a temporary directory, or to
+docs/screenshots/ when JOBROUTER_UPDATE_SCREENSHOTS=1 (so a test run never changes tracked files)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -17,13 +20,17 @@ from django.core.management import call_command
 from django.contrib.auth.models import User
 
 from routing.api.auth import sign_request
-from routing.models import DistributionPolicy, Job, JobStatus, Queue
+from routing.models import DistributionPolicy, Job, JobStatus, Queue, RouterEvent
 from tests import factories
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    if os.environ.get("JOBROUTER_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "jobrouter-screenshots"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
@@ -213,3 +220,51 @@ def test_q9_supervisor_live_view_updates(page_for, live_client):
     live_client.upsert_job("call-9", RouterJob(channel_id="voice", queue_id="support"))
     page.wait_for_selector("tr[data-queue=support] .waiting-count:has-text('1')")
     shot(page, "supervisor-live")
+
+
+def test_other_agents_dnd_and_stop_serving_reach_a_desk_within_a_second(page_for, live_client):
+    _setup_agent("ana", available=True)
+    call_command("createagent", "ben", "--password", "agent-pw", "--queue", "support", "--channel", "voice:1",
+                 "--available")
+    ana, ben = page_for(), page_for()
+    login(ana, "ana", "agent-pw", "/desk/")
+    login(ben, "ben", "agent-pw", "/desk/")
+    cell = "tr[data-queue=support] .agents-available"
+    ana.wait_for_selector(f"{cell}:has-text('2 (2)')")
+    ben.wait_for_selector("#mode-auto.on")
+
+    started = time.monotonic()
+    ben.click("#mode-dnd")
+    ana.wait_for_selector(f"{cell}:has-text('2 (1)')", timeout=1000)
+    assert time.monotonic() - started < 1.0
+
+    started = time.monotonic()
+    ben.click("tr[data-queue=support] button.link")  # stop serving
+    ana.wait_for_selector(f"{cell}:has-text('1 (1)')", timeout=1000)
+    assert time.monotonic() - started < 1.0
+
+
+def test_longest_wait_counts_up_on_the_desk_and_the_live_view_between_pushes(page_for, live_client):
+    _setup_agent("ana", available=False)
+    live_client.upsert_job("waiting-1", RouterJob(channel_id="voice", queue_id="support"))
+    desk = page_for()
+    login(desk, "ana", "agent-pw", "/desk/")
+    supervisor = page_for()
+    admin_login(supervisor, "/admin/live/")
+    for page in (desk, supervisor):
+        # Rows are re-rendered on every frame: look the cell up each time, never hold it.
+        page.wait_for_function(
+            "sel => { const el = document.querySelector(sel); return el && el.dataset.oldest; }",
+            arg="tr[data-queue=support] .longest-wait",
+        )
+    events_before = RouterEvent.objects.count()
+    first = [page.inner_text("tr[data-queue=support] .longest-wait") for page in (desk, supervisor)]
+    for page, shown in zip((desk, supervisor), first, strict=True):
+        page.wait_for_function(
+            "([sel, before]) => document.querySelector(sel).textContent !== before",
+            arg=["tr[data-queue=support] .longest-wait", shown], timeout=3000,
+        )
+    later = [page.inner_text("tr[data-queue=support] .longest-wait") for page in (desk, supervisor)]
+    assert RouterEvent.objects.count() == events_before  # nothing changed on the server
+    seconds = [int(t.split(":")[0]) * 60 + int(t.split(":")[1]) for t in later]
+    assert all(s >= 1 for s in seconds) and later != first

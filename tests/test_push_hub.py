@@ -222,3 +222,14 @@ async def test_supervisor_gets_a_snapshot_then_only_the_rows_that_changed(floor)
     assert seen["workers"]["workers"][0]["state"] == "inactive"
     assert seen["queue"]["queue"]["id"] == "q1" and seen["queue"]["queue"]["availableWorkers"] == 2
     await supervisor.disconnect()
+
+
+async def test_a_queue_that_changed_while_nobody_watched_is_shown_fresh_to_the_next_desk(floor):
+    desk = await _open("/ws/desk/", floor["ann"])
+    assert (await _frame(desk, "queue"))["queue"]["length"] == 0
+    await desk.disconnect()
+    await sync_to_async(factories.queued_job)("unwatched", channel="other")
+    await asyncio.sleep(0.2)  # the hub sees the change while no page shows q1
+    desk = await _open("/ws/desk/", floor["ann"])
+    assert (await _frame(desk, "queue"))["queue"]["length"] == 1
+    await desk.disconnect()
