@@ -248,5 +248,16 @@ def http_endpoint():
         endpoint.stop()
 
 
+@pytest.fixture
+def only_these_processes(request):
+    """The session's shared server processes run on the same database; their background worker
+    would claim this test's timers (and, configured without Redis, announce them where a Redis
+    deployment's desks cannot hear). Pause it for the test."""
+    router = request.getfixturevalue("router")
+    router.stop_worker()
+    yield
+    router.worker = router.start_worker()
+
+
 # Personas for permission tests (tests/personas.py), available to every module.
 from tests.personas import agents, customer, fast_passwords, outsider, supervisor  # noqa: E402,F401

@@ -51,17 +51,6 @@ def redis_url():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def only_these_processes(request):
-    """The session's shared server processes run on the same database; their background worker
-    would claim this test's timers (and, configured without Redis, announce them where a Redis
-    deployment's desks cannot hear). Pause it for the test."""
-    router = request.getfixturevalue("router")
-    router.stop_worker()
-    yield
-    router.worker = router.start_worker()
-
-
 def _agent_cookie() -> str:
     # alice (tests/personas.py): an agent serving q1, taking offers.
     return session_cookie(create_agent("alice", "q1", available=True))
