@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable
 
-from azure.communication.jobrouter.models import RouterChannel, RouterWorker
+from azure.communication.jobrouter.models import (
+    ClassificationPolicy,
+    DistributionPolicy,
+    LongestIdleMode,
+    RouterChannel,
+    RouterJob,
+    RouterQueue,
+    RouterWorker,
+)
 
 CHANNEL = "voice"
 
@@ -45,3 +53,36 @@ def holds_for(check: Callable[[], Any], seconds: float, interval: float = 0.1) -
         value = check()
         assert value, f"condition stopped holding: {value!r}"
         time.sleep(interval)
+
+
+def make_queue(admin_client, queue_id, labels=None, policy_id="dp-1", exception_policy_id=None):
+    admin_client.upsert_queue(
+        queue_id,
+        RouterQueue(distribution_policy_id=policy_id, labels=labels or {}, exception_policy_id=exception_policy_id),
+    )
+
+
+def make_distribution_policy(admin_client, policy_id="dp-1", mode=None):
+    """A distribution policy ringing for 600 s (longestIdle unless `mode` says otherwise)."""
+    admin_client.upsert_distribution_policy(
+        policy_id, DistributionPolicy(offer_expires_after_seconds=600, mode=mode or LongestIdleMode())
+    )
+
+
+def region_queues(admin_client) -> list[str]:
+    """dp-1 and three queues: q-eu (Region EU, Tier 1), q-us (Region US, Tier 2), q-fallback."""
+    make_distribution_policy(admin_client)
+    make_queue(admin_client, "q-eu", {"Region": "EU", "Tier": 1})
+    make_queue(admin_client, "q-us", {"Region": "US", "Tier": 2})
+    make_queue(admin_client, "q-fallback", {"Region": "none"})
+    return ["q-eu", "q-fallback", "q-us"]
+
+
+def policy(admin_client, policy_id, **kwargs):
+    return admin_client.upsert_classification_policy(policy_id, ClassificationPolicy(**kwargs))
+
+
+def job_in_policy(client, job_id, policy_id, labels=None, **kwargs):
+    return client.upsert_job(
+        job_id, RouterJob(channel_id=CHANNEL, classification_policy_id=policy_id, labels=labels or {}, **kwargs)
+    )

@@ -14,11 +14,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.communication.jobrouter.models import (
     BestWorkerMode,
-    ClassificationPolicy,
     ConditionalQueueSelectorAttachment,
     ConditionalWorkerSelectorAttachment,
     DirectMapRouterRule,
-    DistributionPolicy,
     ExpressionRouterRule,
     LabelOperator,
     LongestIdleMode,
@@ -28,7 +26,6 @@ from azure.communication.jobrouter.models import (
     QueueWeightedAllocation,
     RouterJob,
     RouterJobStatus,
-    RouterQueue,
     RouterQueueSelector,
     RouterWorkerSelector,
     RouterWorkerSelectorStatus,
@@ -46,7 +43,15 @@ from azure.communication.jobrouter.models import (
 
 from tests.inprocess import eventually
 from tests.remote_endpoint import function_rule, oauth_routes
-from tests.sdk import add_worker, offered_jobs
+from tests.sdk import (
+    add_worker,
+    job_in_policy,
+    make_distribution_policy,
+    make_queue,
+    offered_jobs,
+    policy,
+    region_queues,
+)
 
 CHANNEL = "voice"
 
@@ -54,37 +59,18 @@ CHANNEL = "voice"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def make_queue(admin_client, queue_id, labels=None, policy_id="dp-1", exception_policy_id=None):
-    admin_client.upsert_queue(
-        queue_id,
-        RouterQueue(distribution_policy_id=policy_id, labels=labels or {}, exception_policy_id=exception_policy_id),
-    )
 
 
-def make_distribution_policy(admin_client, policy_id="dp-1", mode=None):
-    admin_client.upsert_distribution_policy(
-        policy_id, DistributionPolicy(offer_expires_after_seconds=600, mode=mode or LongestIdleMode())
-    )
 
 
 @pytest.fixture
 def queues(admin_client):
     """dp-1 and three queues: q-eu (Region EU, Tier 1), q-us (Region US, Tier 2), q-fallback."""
-    make_distribution_policy(admin_client)
-    make_queue(admin_client, "q-eu", {"Region": "EU", "Tier": 1})
-    make_queue(admin_client, "q-us", {"Region": "US", "Tier": 2})
-    make_queue(admin_client, "q-fallback", {"Region": "none"})
-    return ["q-eu", "q-fallback", "q-us"]
+    return region_queues(admin_client)
 
 
-def policy(admin_client, policy_id, **kwargs):
-    return admin_client.upsert_classification_policy(policy_id, ClassificationPolicy(**kwargs))
 
 
-def job_in_policy(client, job_id, policy_id, labels=None, **kwargs):
-    return client.upsert_job(
-        job_id, RouterJob(channel_id=CHANNEL, classification_policy_id=policy_id, labels=labels or {}, **kwargs)
-    )
 
 
 def settled(client, job_id, timeout=10.0):

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.communication.jobrouter.models import (
     CancelExceptionAction,
-    ClassificationPolicy,
     DistributionPolicy,
     ExceptionPolicy,
     ExceptionRule,
@@ -31,7 +30,13 @@ from azure.core.exceptions import HttpResponseError
 
 from tests.conftest import eventually
 from tests.remote_endpoint import function_rule, oauth_routes
-from tests.sdk import add_worker, holds_for
+from tests.sdk import (
+    add_worker,
+    holds_for,
+    job_in_policy,
+    policy,
+    region_queues,
+)
 
 CHANNEL = "voice"
 
@@ -49,33 +54,16 @@ def admin_client(live_admin_client):
 # --- helpers (the live-server counterparts of those in the in-process modules) -------------------
 
 
-def make_queue(admin_client, queue_id, labels=None, policy_id="dp-1", exception_policy_id=None):
-    admin_client.upsert_queue(
-        queue_id,
-        RouterQueue(distribution_policy_id=policy_id, labels=labels or {}, exception_policy_id=exception_policy_id),
-    )
 
 
 @pytest.fixture
 def queues(admin_client):
     """dp-1 and three queues: q-eu (Region EU, Tier 1), q-us (Region US, Tier 2), q-fallback."""
-    admin_client.upsert_distribution_policy(
-        "dp-1", DistributionPolicy(offer_expires_after_seconds=600, mode=LongestIdleMode())
-    )
-    make_queue(admin_client, "q-eu", {"Region": "EU", "Tier": 1})
-    make_queue(admin_client, "q-us", {"Region": "US", "Tier": 2})
-    make_queue(admin_client, "q-fallback", {"Region": "none"})
-    return ["q-eu", "q-fallback", "q-us"]
+    return region_queues(admin_client)
 
 
-def policy(admin_client, policy_id, **kwargs):
-    return admin_client.upsert_classification_policy(policy_id, ClassificationPolicy(**kwargs))
 
 
-def job_in_policy(client, job_id, policy_id, labels=None, **kwargs):
-    return client.upsert_job(
-        job_id, RouterJob(channel_id=CHANNEL, classification_policy_id=policy_id, labels=labels or {}, **kwargs)
-    )
 
 
 def queued(client, job_id, timeout=10.0):
