@@ -233,3 +233,29 @@ async def test_a_queue_that_changed_while_nobody_watched_is_shown_fresh_to_the_n
     desk = await _open("/ws/desk/", floor["ann"])
     assert (await _frame(desk, "queue"))["queue"]["length"] == 1
     await desk.disconnect()
+
+
+async def test_the_hub_survives_a_database_fault_and_catches_up(floor):
+    """While the event table cannot be read (a fault in the database), the hub's passes fail and
+    are retried; once it is back, the desk hears the change it missed."""
+    from django.db import connection
+
+    desk = await _open("/ws/desk/", floor["ann"])
+    await _frame(desk, "queue")
+
+    def break_table(broken: bool) -> None:
+        with connection.cursor() as cursor:
+            if broken:
+                cursor.execute("ALTER TABLE routing_routerevent RENAME TO routing_routerevent_away")
+            else:
+                cursor.execute("ALTER TABLE routing_routerevent_away RENAME TO routing_routerevent")
+
+    await sync_to_async(break_table)(True)
+    try:
+        await asyncio.sleep(0.3)  # several failing passes
+    finally:
+        await sync_to_async(break_table)(False)
+    await sync_to_async(factories.queued_job)("after-the-fault")
+    offer = await _frame(desk, "desk", where=lambda m: m["offers"])
+    assert offer["offers"][0]["jobId"] == "after-the-fault"
+    await desk.disconnect()
