@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """End-to-end benchmark of the job router against a baseline measured in the same run.
 
-    python benchmarks/run.py            # full mode (about 10 minutes on 2 cores)
-    python benchmarks/run.py --quick    # CI mode (under 2 minutes)
+    python benchmarks/run.py            # full mode (about 8.5 minutes on 2 cores)
+    python benchmarks/run.py --quick    # CI mode (about 90 s on 2 cores)
 
 What it does (details in benchmarks/README.md):
 
