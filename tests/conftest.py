@@ -261,3 +261,17 @@ def only_these_processes(request):
 
 # Personas for permission tests (tests/personas.py), available to every module.
 from tests.personas import agents, customer, fast_passwords, outsider, supervisor  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker):
+    """PostgreSQL runs with psycopg's connection pool (jobrouter/settings.py): its idle
+    connections would keep the test database open and stop pytest-django from dropping it, so
+    the pools are closed first (this fixture's teardown runs before django_db_setup's)."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
