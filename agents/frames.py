@@ -59,11 +59,10 @@ def queue_info(queue: Queue) -> QueueInfo:
 def queue_status(queue: Queue, now: datetime) -> QueueStatus:
     stats = queue_statistics(queue.pk, now)
     longest = stats.longest_job_wait_time_minutes
-    oldest = Job.objects.queued_in(queue.pk).order_by("enqueued_at").values_list("enqueued_at", flat=True).first()
     return {
         **queue_info(queue),
         "length": stats.length,
-        "oldestEnqueuedAt": _iso(oldest),
+        "oldestEnqueuedAt": _iso(stats.oldest_enqueued_at),
         "longestWaitSeconds": None if longest is None else round(longest * 60, 1),
         "servingWorkers": stats.serving_workers,
         "availableWorkers": stats.available_workers,

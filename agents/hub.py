@@ -269,7 +269,7 @@ class Hub:
         plan = self._plan()
         if not plan.empty():
             drawn: Drawn = await self._thread(_draw, plan)
-            await self._dispatch(plan, drawn)
+            await self._dispatch(drawn)
         if time.monotonic() - self.last_heartbeat >= HEARTBEAT_SECONDS:
             self.last_heartbeat = time.monotonic()
             await self._heartbeat()
@@ -360,7 +360,7 @@ class Hub:
         self.fingerprints[topic] = text
         return True
 
-    async def _dispatch(self, plan: Plan, drawn: Drawn) -> None:
+    async def _dispatch(self, drawn: Drawn) -> None:
         await self._dispatch_desks(drawn)
         await self._dispatch_queues(drawn)
         if drawn.catalog is not None and self._changed(CATALOG, drawn.catalog["queues"]):

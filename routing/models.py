@@ -402,11 +402,10 @@ class RouterTimer(models.Model):
 
 
 class RouterEvent(models.Model):
-    """A change a live listener may care about, written after commit (one row per topic).
-
-    `topic` is `worker:<id>`, `job:<id>`, `queue:<id>` or `supervisor`. Rows are the cross-process
-    path for pushes when there is no Redis: each web process relays rows other processes wrote
-    to its own websocket consumers. Listeners re-read state, so an event carries no payload.
+    """A change a live page may care about, written in the changing transaction (one row per
+    topic: `worker:<id>`, `job:<id>`, `queue:<id>`). Every web process's push hub
+    (`agents.hub`) reads the rows in id order and renders what changed; a row carries no payload.
+    `origin` is no longer written (kept empty).
     """
 
     topic = models.CharField(max_length=300)

@@ -200,6 +200,8 @@ class QueueStatistics:
     serving_workers: int
     available_workers: int
     assigned_jobs: int
+    # When the job waiting longest was enqueued (pages count the wait up from it); not on the wire.
+    oldest_enqueued_at: datetime | None = None
 
 
 def queue_statistics(queue_id: str, now: datetime | None = None) -> QueueStatistics:
@@ -228,6 +230,7 @@ def queue_statistics(queue_id: str, now: datetime | None = None) -> QueueStatist
         serving_workers=serving.count(),
         available_workers=serving.filter(worker__available_for_offers=True).count(),
         assigned_jobs=Job.objects.filter(queue_id=queue_id, status=JobStatus.ASSIGNED).count(),
+        oldest_enqueued_at=summary["oldest"],
     )
 
 

@@ -90,7 +90,7 @@ HOUSEKEEPING_EVERY_SECONDS = 60.0
 
 
 def housekeeping(*, now: datetime | None = None) -> tuple[int, int]:
-    """Drop RouterEvent rows older than 10 minutes (relays read them within a second) and timers
+    """Drop RouterEvent rows older than 10 minutes (the push hubs read them within a second) and timers
     that fired over a day ago. Returns (events, timers) deleted."""
     now = clock.clock(now)
     events, _ = RouterEvent.objects.filter(created_at__lt=now - EVENT_RETENTION).delete()
