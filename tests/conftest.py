@@ -11,6 +11,7 @@ the tests about the socket, processes and real timing."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -99,7 +100,7 @@ class RouterProcesses:
 
     def start_worker(self) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
@@ -116,6 +117,8 @@ class RouterProcesses:
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (as a service manager sends it), then SIGKILL to whatever is left: the process,
+    or its whole group when it leads one."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -123,6 +126,10 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # a group of that id exists only if it led one
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def server_env() -> dict[str, str]:
