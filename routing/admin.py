@@ -552,8 +552,33 @@ class AssignmentAdmin(ReadOnlyAdmin):
     search_fields = ("job__id", "worker__id")
 
 
+class FailingTimerFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "failing (retried with back-off)"), ("pending", "pending"), ("fired", "fired")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failing":
+            return queryset.filter(fired_at__isnull=True, attempts__gt=0)
+        if self.value() == "pending":
+            return queryset.filter(fired_at__isnull=True)
+        if self.value() == "fired":
+            return queryset.filter(fired_at__isnull=False)
+        return queryset
+
+
 @admin.register(RouterTimer)
 class RouterTimerAdmin(ReadOnlyAdmin):
-    list_display = ("kind", "target_id", "due_at", "fired_at")
-    list_filter = ("kind",)
+    """Stored due times and owed work. A row whose handler raised shows its attempts and last
+    error, and is retried with back-off (filter by "failing")."""
+
+    list_display = ("kind", "target_id", "due_at", "fired_at", "attempts", "short_error")
+    list_filter = ("kind", FailingTimerFilter)
+    search_fields = ("target_id",)
+
+    @admin.display(description="last error")
+    def short_error(self, obj: RouterTimer) -> str:
+        return obj.last_error[:120]
 

@@ -380,6 +380,33 @@ class TimerKind(models.TextChoices):
     # timer loop should the process that owed it die first.
     CLASSIFY = "classify"
     EXCEPTION_QUEUE_LENGTH = "exceptionQueueLength"
+    ENQUEUE = "enqueue"
+    SCHEDULE = "schedule"
+    QUEUE_VISIT = "queueVisit"
+    MATCH_JOB = "matchJob"
+    MATCH_WORKER = "matchWorker"
+    MATCH_QUEUE = "matchQueue"
+    # A classification handed to the background worker (a policy that calls out over HTTP): due
+    # when that task should long have finished. Deleted when the classification completes; if it
+    # comes due, the task was lost and the classification is requested again.
+    CLASSIFY_LEASE = "classifyLease"
+
+
+# Owed work runs at the real time it is claimed and is deleted when done; the other kinds are
+# scheduled transitions, stamped with their own due time and kept (fired) for a day.
+OWED_KINDS = frozenset(
+    {
+        TimerKind.CLASSIFY,
+        TimerKind.EXCEPTION_QUEUE_LENGTH,
+        TimerKind.ENQUEUE,
+        TimerKind.SCHEDULE,
+        TimerKind.QUEUE_VISIT,
+        TimerKind.MATCH_JOB,
+        TimerKind.MATCH_WORKER,
+        TimerKind.MATCH_QUEUE,
+        TimerKind.CLASSIFY_LEASE,
+    }
+)
 
 
 class RouterTimer(models.Model):
@@ -393,6 +420,11 @@ class RouterTimer(models.Model):
     target_id = models.CharField(max_length=255)
     due_at = models.DateTimeField()
     fired_at = models.DateTimeField(null=True, blank=True)
+    # A handler that raised: how often, the last error (bounded), and the due time it was first
+    # set for (due_at then moves out by the back-off; the transition is still stamped with this).
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    first_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["fired_at", "due_at"], name="timer_pending_due")]

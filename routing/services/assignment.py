@@ -20,9 +20,9 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from routing.models import Assignment, Job, JobStatus, Worker, new_etag
-from routing.services.common import after_commit
-from routing.services.matching import match_job, match_worker, revoke_offers
+from routing.models import Assignment, Job, JobStatus, TimerKind, Worker, new_etag
+from routing.services.common import owe
+from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
 
 
@@ -53,7 +53,7 @@ def assign_locked(job: Job, *, worker_id: str, channel_id: str, cost: int, now: 
 def rematch_after_revoke(offers: Q, now: datetime) -> None:
     """Revoke the open offers selected by `offers`; their jobs go on to other workers after commit."""
     for _offer_id, job_id in revoke_offers(offers, now):
-        after_commit(match_job, job_id=job_id, now=now)
+        owe(TimerKind.MATCH_JOB, job_id, now)
 
 
 def deregister_locked(worker: Worker, now: datetime) -> None:
@@ -70,7 +70,7 @@ def worker_released(worker_id: str, now: datetime) -> None:
     """Capacity came back to a worker: mark it idle if nothing is left, then look for work."""
     if not Assignment.objects.live().filter(worker_id=worker_id).exists():
         Worker.objects.filter(pk=worker_id).update(idle_since=now)
-    after_commit(match_worker, worker_id=worker_id, now=now)
+    owe(TimerKind.MATCH_WORKER, worker_id, now)
 
 
 def close_locked(job: Job, assignment: Assignment, now: datetime) -> None:

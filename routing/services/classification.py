@@ -12,14 +12,15 @@ change has asked for its own classification and this outcome is dropped.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 
 from routing import validation as v
 from routing.clock import clock
 from routing.engine.rules import Classification, classify
-from routing.models import ClassificationPolicy, Job, JobStatus, Queue
+from routing.models import ClassificationPolicy, Job, JobStatus, Queue, RouterTimer, TimerKind
 from routing.services.common import after_commit
 from routing.services.notify import notify_changed
 from routing.services.queueing import arm_selector_expiry, enter_queue, refresh_expedite, stamp_selectors
@@ -43,12 +44,19 @@ def _enqueue_remote_classification(job_id: str) -> None:
     async_task("routing.tasks.classify_job", job_id, task_name=f"classify {job_id}"[:100])
 
 
+LEASE_MARGIN_SECONDS = 30
+
+
 def classify_owed(*, job_id: str, now: datetime | None = None) -> None:
     """Owed work: classify a job now, or hand it to the background worker (after the current
     transaction commits) when its policy makes HTTP calls."""
     policy_id = Job.objects.filter(pk=job_id).values_list("classification_policy_id", flat=True).first()
     policy = ClassificationPolicy.objects.filter(pk=policy_id).first() if policy_id else None
     if policy is not None and has_remote_rules(_policy_dict(policy)):
+        # The lease row stands for the task until `job_classify` ends it; a task lost with its
+        # process lets the lease come due, and the classification is requested again.
+        due = clock(now) + timedelta(seconds=settings.Q_CLUSTER.get("timeout", 60) + LEASE_MARGIN_SECONDS)
+        RouterTimer.objects.create(kind=TimerKind.CLASSIFY_LEASE, target_id=job_id, due_at=due)
         after_commit(_enqueue_remote_classification, job_id)
         return
     job_classify(job_id=job_id, now=now)
@@ -102,8 +110,15 @@ def job_classify(*, job_id: str, now: datetime | None = None) -> str | None:
     Success: queue, priority and attached worker selectors from the policy, then `queued` (a new
     queue visit, unless the job stays in the queue it was visiting). Failure (no queue, a
     rule error, an HTTP failure): `classificationFailed`, with the reason in
-    `classification_error`.
+    `classification_error`. Ends the job's classification lease (`classify_owed`) either way.
     """
+    try:
+        return _classify(job_id, now)
+    finally:
+        RouterTimer.objects.filter(kind=TimerKind.CLASSIFY_LEASE, target_id=job_id, fired_at__isnull=True).delete()
+
+
+def _classify(job_id: str, now: datetime | None) -> str | None:
     job = Job.objects.filter(pk=job_id, status=JobStatus.PENDING_CLASSIFICATION).first()
     if job is None:
         return None

@@ -18,9 +18,9 @@ from django.db.models import Q
 
 from routing import validation as v
 from routing.clock import clock
-from routing.models import Job, JobStatus, Queue
-from routing.services.common import after_commit
-from routing.services.matching import match_job, revoke_offers
+from routing.models import Job, JobStatus, Queue, TimerKind
+from routing.services.common import owe
+from routing.services.matching import revoke_offers
 from routing.services.queueing import (
     arm_selector_expiry,
     cancel_locked,
@@ -74,7 +74,7 @@ def _run_actions(job: Job, actions: list[dict], now: datetime) -> None:
     job.touch(now)
     job.save()
     if job.status == JobStatus.QUEUED:
-        after_commit(match_job, job_id=job.pk, now=now)
+        owe(TimerKind.MATCH_JOB, job.pk, now)
 
 
 def _triggered(job: Job, rule: dict) -> bool:

@@ -32,8 +32,8 @@ from routing.models import (
 )
 from routing.patches import UNSET, JobPatch, apply_labels, resolve_matching_mode
 from routing.services.assignment import close_locked, worker_released
-from routing.services.common import Precondition, after_commit, locked_get, parse_uuid, upsert
-from routing.services.matching import match_job, revoke_offers
+from routing.services.common import Precondition, locked_get, owe, parse_uuid, upsert
+from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
 from routing.services.queueing import (
     append_note,
@@ -131,7 +131,7 @@ def _start(job: Job, now: datetime) -> None:
     mode = job.matching_mode["kind"]
     if mode == "scheduleAndSuspend":
         job.status = JobStatus.PENDING_SCHEDULE
-        after_commit(job_schedule, job_id=job.id, now=now)
+        owe(TimerKind.SCHEDULE, job.pk, now)
     elif mode == "suspend":
         job.status = JobStatus.WAITING_FOR_ACTIVATION
     else:
@@ -144,7 +144,7 @@ def _release(job: Job, now: datetime) -> None:
         request_classification(job, now)
     else:
         job.status = JobStatus.CREATED
-        after_commit(job_enqueue, job_id=job.pk, now=now)
+        owe(TimerKind.ENQUEUE, job.pk, now)
 
 
 def _mode_transition(job: Job, old_mode: str | None, now: datetime) -> bool:
@@ -163,9 +163,17 @@ def _mode_transition(job: Job, old_mode: str | None, now: datetime) -> bool:
     if mode == "scheduleAndSuspend" and job.status in SCHEDULABLE_STATUSES:
         revoke_offers(Q(job_id=job.pk), now)
         job.status = JobStatus.PENDING_SCHEDULE
-        after_commit(job_schedule, job_id=job.id, now=now)
+        owe(TimerKind.SCHEDULE, job.pk, now)
         return True
     return False
+
+
+# The step a job in each of these statuses is waiting for (also used by the sweeper).
+STEP_OWED_IN_STATUS = {
+    JobStatus.CREATED: TimerKind.ENQUEUE,
+    JobStatus.PENDING_CLASSIFICATION: TimerKind.CLASSIFY,
+    JobStatus.PENDING_SCHEDULE: TimerKind.SCHEDULE,
+}
 
 
 def _reroute(job: Job, patch: JobPatch, change: JobChange, now: datetime) -> None:
@@ -175,10 +183,14 @@ def _reroute(job: Job, patch: JobPatch, change: JobChange, now: datetime) -> Non
     elif job.status == JobStatus.QUEUED and change.reroute:
         revoke_offers(Q(job_id=job.pk), now)
         if job.queue_id != change.old_queue:
-            after_commit(_new_queue_visit, job_id=job.id, now=now)
-        after_commit(match_job, job_id=job.id, now=now)
+            owe(TimerKind.QUEUE_VISIT, job.pk, now)
+        owe(TimerKind.MATCH_JOB, job.pk, now)
     elif job.status == JobStatus.QUEUED and patch.priority is not UNSET:
-        after_commit(match_job, job_id=job.id, now=now)
+        owe(TimerKind.MATCH_JOB, job.pk, now)
+    elif job.status in STEP_OWED_IN_STATUS:
+        # A job still waiting for its next step (its owed row lost, say): a retried PATCH owes
+        # the step again, so the job ends where the first request should have left it.
+        owe(STEP_OWED_IN_STATUS[job.status], job.pk, now)
 
 
 def job_upsert(
@@ -215,7 +227,7 @@ def job_upsert(
     return upsert(Job, pk=job_id, now=now, precondition=precondition, apply=apply)
 
 
-def _new_queue_visit(*, job_id: str, now: datetime | None = None) -> None:
+def job_queue_visit(*, job_id: str, now: datetime | None = None) -> None:
     """A queued job moved to another queue by PATCH: start a visit there."""
     now = clock(now)
     with transaction.atomic():
@@ -305,7 +317,7 @@ def job_selectors_expire(*, job_id: str, now: datetime | None = None) -> bool:
         job.save()
         notify_changed(jobs=[job.pk], now=now)
         if job.status == JobStatus.QUEUED:
-            after_commit(match_job, job_id=job.pk, now=now)
+            owe(TimerKind.MATCH_JOB, job.pk, now)
     return True
 
 
@@ -442,7 +454,7 @@ def job_unassign(
         job.save()
         worker_released(assignment.worker_id, now)
         if not suspend_matching:
-            after_commit(match_job, job_id=job.pk, now=now)
+            owe(TimerKind.MATCH_JOB, job.pk, now)
     return job
 
 

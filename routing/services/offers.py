@@ -11,8 +11,8 @@ from routing.clock import clock
 from routing.errors import Conflict, NotFound
 from routing.models import Job, JobDecline, JobStatus, Offer, OfferStatus, RouterTimer, TimerKind, Worker, new_etag
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked
-from routing.services.common import after_commit, parse_uuid
-from routing.services.matching import match_job, match_worker
+from routing.services.common import owe, parse_uuid
+from routing.services.matching import match_job
 from routing.services.notify import notify_changed
 
 
@@ -71,8 +71,8 @@ def offer_decline(
         Worker.objects.filter(pk=worker_id).update(etag=new_etag())
         Job.objects.filter(pk=offer.job_id).update(etag=new_etag())
         notify_changed(workers=[worker_id], jobs=[offer.job_id], now=now)
-        after_commit(match_job, job_id=offer.job_id, now=now)
-        after_commit(match_worker, worker_id=worker_id, now=now)
+        owe(TimerKind.MATCH_JOB, offer.job_id, now)
+        owe(TimerKind.MATCH_WORKER, worker_id, now)
 
 
 def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
@@ -97,7 +97,7 @@ def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
         if worker is not None:
             deregister_locked(worker, now)
         notify_changed(workers=[offer["worker_id"]], jobs=[offer["job_id"]], now=now)
-        after_commit(match_job, job_id=offer["job_id"], now=now)
+        owe(TimerKind.MATCH_JOB, offer["job_id"], now)
     return True
 
 

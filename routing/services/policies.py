@@ -17,6 +17,7 @@ from routing.models import (
     ExceptionPolicy,
     Job,
     Queue,
+    TimerKind,
 )
 from routing.patches import (
     UNSET,
@@ -26,8 +27,7 @@ from routing.patches import (
     QueuePatch,
     apply_labels,
 )
-from routing.services.common import Precondition, after_commit, locked_get, upsert
-from routing.services.matching import match_queue
+from routing.services.common import Precondition, locked_get, owe, upsert
 from routing.services.notify import notify_changed
 
 
@@ -123,7 +123,7 @@ def queue_upsert(
             queue.priority = patch.priority
         if not created:
             # A different policy or priority can change who is offered what.
-            after_commit(match_queue, queue_id=queue.id, now=now)
+            owe(TimerKind.MATCH_QUEUE, queue.pk, now)
 
         def after_save() -> None:
             notify_changed(queues=[queue.pk], now=now)

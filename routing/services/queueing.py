@@ -17,8 +17,8 @@ from django.db.models import Q
 from routing import validation as v
 from routing.engine.selectors import selector_is_active
 from routing.models import Job, JobStatus, Queue, RouterTimer, TimerKind
-from routing.services.common import after_commit, owe
-from routing.services.matching import match_job, revoke_offers
+from routing.services.common import owe
+from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
 
 
@@ -101,7 +101,7 @@ def enter_queue(job: Job, now: datetime, *, same_queue: bool = False) -> None:
         job.queue_visit += 1
         arm_exception_rules(job, now)
     notify_changed(jobs=[job.pk], now=now)
-    after_commit(match_job, job_id=job.pk, now=now)
+    owe(TimerKind.MATCH_JOB, job.pk, now)
 
 
 def request_classification(job: Job, now: datetime) -> None:

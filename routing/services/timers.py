@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -21,67 +22,172 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from routing import clock
-from routing.models import RouterEvent, RouterTimer, TimerKind
+from routing.models import OWED_KINDS, Job, JobStatus, OfferStatus, RouterEvent, RouterTimer, TimerKind
 from routing.services.classification import classify_owed
 from routing.services.common import register_owed_work_runner
 from routing.services.exceptions import exception_rule_due
-from routing.services.jobs import assignment_close_due, job_schedule_due, job_selectors_expire
+from routing.services.jobs import (
+    STEP_OWED_IN_STATUS,
+    assignment_close_due,
+    job_enqueue,
+    job_queue_visit,
+    job_schedule,
+    job_schedule_due,
+    job_selectors_expire,
+)
+from routing.services.matching import match_job, match_queue, match_worker
 from routing.services.offers import decline_retry_due, offer_expire
 
 logger = logging.getLogger("routing.timers")
 
-# Timer kind → handler(target id, now). Owed work (classify, exceptionQueueLength) is due at once.
+# Timer kind → handler(target id, now).
 HANDLERS: dict[str, Callable[[str, datetime], object]] = {
     TimerKind.OFFER_EXPIRY: lambda target, now: offer_expire(offer_id=target, now=now),
     TimerKind.ASSIGNMENT_CLOSE: lambda target, now: assignment_close_due(assignment_id=target, now=now),
     TimerKind.DECLINE_RETRY: lambda target, now: decline_retry_due(job_id=target, now=now),
     TimerKind.JOB_SCHEDULE: lambda target, now: job_schedule_due(job_id=target, now=now),
     TimerKind.EXCEPTION_WAIT_TIME: lambda target, now: exception_rule_due(target=target, now=now),
-    TimerKind.EXCEPTION_QUEUE_LENGTH: lambda target, now: exception_rule_due(target=target, now=now),
     TimerKind.SELECTOR_EXPIRY: lambda target, now: job_selectors_expire(job_id=target, now=now),
+    # Owed work (`common.owe`), due at once.
+    TimerKind.EXCEPTION_QUEUE_LENGTH: lambda target, now: exception_rule_due(target=target, now=now),
     TimerKind.CLASSIFY: lambda target, now: classify_owed(job_id=target, now=now),
+    TimerKind.CLASSIFY_LEASE: lambda target, now: classify_owed(job_id=target, now=now),
+    TimerKind.ENQUEUE: lambda target, now: job_enqueue(job_id=target, now=now),
+    TimerKind.SCHEDULE: lambda target, now: job_schedule(job_id=target, now=now),
+    TimerKind.QUEUE_VISIT: lambda target, now: job_queue_visit(job_id=target, now=now),
+    TimerKind.MATCH_JOB: lambda target, now: match_job(job_id=target, now=now),
+    TimerKind.MATCH_WORKER: lambda target, now: match_worker(worker_id=target, now=now),
+    TimerKind.MATCH_QUEUE: lambda target, now: match_queue(queue_id=target, now=now),
 }
 
+# Back-off of a timer whose handler raised: 1 s, 2 s, 4 s ... at most 5 minutes.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+ERROR_TEXT_LIMIT = 1000
 
-def run_timer(timer_id: int, kind: str, target_id: str, now: datetime) -> bool:
+
+@dataclass(frozen=True)
+class DueTimer:
+    """One pending RouterTimer row as the loop reads it."""
+
+    id: int
+    kind: str
+    target_id: str
+    due_at: datetime
+    first_due_at: datetime | None = None
+
+    def stamp(self, now: datetime) -> datetime:
+        """The time the transition is stamped with: a scheduled transition (expiry, close,
+        schedule, exception rule) carries its own due time, however late the loop runs it; owed
+        work runs at the time it runs (a re-offer must get its full expiry)."""
+        if self.kind in OWED_KINDS:
+            return now
+        return min(self.first_due_at or self.due_at, now)
+
+
+def run_timer(timer: DueTimer, now: datetime) -> bool:
     """Claim one timer and run its handler in one transaction; False when another loop (or the
-    after-commit run of owed work) claimed it first. A handler that raises rolls its claim back."""
+    after-commit run of owed work) claimed it first. A handler that raises rolls its claim back
+    and the exception propagates (see `run_claimed_or_back_off`). Owed work is deleted when
+    claimed; a scheduled timer is marked fired."""
+    pending = RouterTimer.objects.filter(pk=timer.id, fired_at__isnull=True)
     with transaction.atomic():
         # Compare-and-set claim: of several loops, exactly one runs each timer.
-        if not RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True).update(fired_at=now):
+        claimed = pending.delete()[0] if timer.kind in OWED_KINDS else pending.update(fired_at=now)
+        if not claimed:
             return False
-        HANDLERS[kind](target_id, now)
+        HANDLERS[timer.kind](timer.target_id, timer.stamp(now))
     return True
+
+
+def run_claimed_or_back_off(timer: DueTimer, now: datetime) -> bool:
+    """`run_timer`, and when its handler raises: log it, count the attempt, keep the error
+    (bounded) and move the row's due time out by the back-off, so one broken row neither fails
+    its siblings nor is retried on every pass. Returns True when it ran."""
+    try:
+        return run_timer(timer, now)
+    except Exception as exc:
+        logger.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.target_id)
+        row = RouterTimer.objects.filter(pk=timer.id, fired_at__isnull=True)
+        attempts = (row.values_list("attempts", flat=True).first() or 0) + 1
+        delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
+        row.update(
+            attempts=attempts,
+            last_error=f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT],
+            first_due_at=timer.first_due_at or timer.due_at,
+            due_at=now + timedelta(seconds=delay),
+        )
+        return False
+
+
+def _due_timer(timer_id: int) -> DueTimer | None:
+    row = (
+        RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True)
+        .values_list("id", "kind", "target_id", "due_at", "first_due_at")
+        .first()
+    )
+    return DueTimer(*row) if row is not None else None
 
 
 def run_owed_work(timer_id: int) -> None:
     """Run one owed-work row right after the commit that wrote it (`common.owe`)."""
-    row = RouterTimer.objects.filter(pk=timer_id, fired_at__isnull=True).values_list("kind", "target_id").first()
-    if row is not None:
-        run_timer(timer_id, row[0], row[1], clock.now())
+    timer = _due_timer(timer_id)
+    if timer is not None:
+        run_claimed_or_back_off(timer, clock.now())
 
 
 register_owed_work_runner(run_owed_work)
 
 
 def run_due_timers(*, now: datetime | None = None, limit: int = 200) -> int:
-    """Run every timer due at `now`; returns how many this call claimed and ran."""
+    """Run up to `limit` timers due at `now`, earliest first; returns how many this call claimed
+    and ran. The loop calls it again at once while a backlog remains."""
     now = clock.clock(now)
-    due = list(
-        RouterTimer.objects.filter(fired_at__isnull=True, due_at__lte=now)
+    due = [
+        DueTimer(*row)
+        for row in RouterTimer.objects.filter(fired_at__isnull=True, due_at__lte=now)
         .order_by("due_at")
-        .values_list("id", "kind", "target_id")[:limit]
-    )
-    ran = 0
-    for timer_id, kind, target_id in due:
-        try:
-            if run_timer(timer_id, kind, target_id, now):
-                ran += 1
-        except Exception:
-            # One broken timer must not stall the others; it stays unclaimed (rolled back) and
-            # is retried on the next pass.
-            logger.exception("timer %s (%s %s) failed", timer_id, kind, target_id)
-    return ran
+        .values_list("id", "kind", "target_id", "due_at", "first_due_at")[:limit]
+    ]
+    return sum(run_claimed_or_back_off(timer, now) for timer in due)
+
+
+# A job that has sat in a status that owes a step for this long, with no pending row to take
+# it further, is stranded (the row was lost with a database restored from backup, or written by
+# a version that ran the step only in memory): the sweeper owes the step again.
+STRANDED_AFTER = timedelta(seconds=5)
+SWEEP_EVERY_SECONDS = 5.0
+
+
+def sweep_stranded(*, now: datetime | None = None) -> int:
+    """Owe the next step of every stranded job (see STRANDED_AFTER), and a matching pass for
+    every queue holding a queued job that has had no offer for that long. Returns how many
+    rows it wrote."""
+    now = clock.clock(now)
+    quiet_since = now - STRANDED_AFTER
+    pending = RouterTimer.objects.filter(fired_at__isnull=True)
+    written = 0
+    with transaction.atomic():
+        stranded = (
+            Job.objects.filter(status__in=list(STEP_OWED_IN_STATUS), updated_at__lt=quiet_since)
+            .exclude(pk__in=pending.values("target_id"))
+            .values_list("pk", "status")
+        )
+        for job_id, status in stranded:
+            logger.warning("job %s stranded in %s; owing its next step again", job_id, status)
+            RouterTimer.objects.create(kind=STEP_OWED_IN_STATUS[status], target_id=job_id, due_at=now)
+            written += 1
+        unmatched_queues = (
+            Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=quiet_since)
+            .exclude(offers__status=OfferStatus.OPEN)
+            .exclude(queue_id__in=pending.filter(kind=TimerKind.MATCH_QUEUE).values("target_id"))
+            .values_list("queue_id", flat=True)
+            .distinct()
+        )
+        for queue_id in unmatched_queues:
+            RouterTimer.objects.create(kind=TimerKind.MATCH_QUEUE, target_id=queue_id, due_at=now)
+            written += 1
+    return written
 
 
 EVENT_RETENTION = timedelta(minutes=10)
@@ -108,12 +214,15 @@ def run_timer_loop(*, should_stop: Callable[[], bool], poll_seconds: float | Non
     """Run due timers until `should_stop()` is true. See the module docstring."""
     poll = poll_seconds if poll_seconds is not None else settings.JOBROUTER_TIMER_POLL_SECONDS
     logger.info("timer loop started (poll %.2fs)", poll)
-    last_housekeeping = 0.0
+    last_housekeeping = last_sweep = 0.0
     while not should_stop():
         try:
             close_old_connections()
             run_due_timers()
             upcoming = next_due_at()
+            if time.monotonic() - last_sweep > SWEEP_EVERY_SECONDS:
+                last_sweep = time.monotonic()
+                sweep_stranded()
             if time.monotonic() - last_housekeeping > HOUSEKEEPING_EVERY_SECONDS:
                 last_housekeeping = time.monotonic()
                 housekeeping()

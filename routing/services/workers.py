@@ -12,11 +12,11 @@ from django.db.models import Q
 from routing.capacity import fits, load_of
 from routing.clock import clock
 from routing.errors import Conflict, NotFound
-from routing.models import Assignment, Job, JobDecline, JobStatus, Queue, Worker, WorkerChannel, WorkerQueue
+from routing.models import Assignment, Job, JobDecline, JobStatus, Queue, TimerKind, Worker, WorkerChannel, WorkerQueue
 from routing.patches import UNSET, WorkerPatch, apply_labels
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked, rematch_after_revoke
-from routing.services.common import Precondition, after_commit, locked_get, upsert
-from routing.services.matching import WorkerSeat, match_worker
+from routing.services.common import Precondition, locked_get, owe, upsert
+from routing.services.matching import WorkerSeat
 from routing.services.notify import notify_changed
 
 
@@ -86,7 +86,7 @@ def worker_upsert(
                 return
             if registering:
                 JobDecline.objects.filter(worker=worker).delete()
-            after_commit(match_worker, worker_id=worker.id, now=now)
+            owe(TimerKind.MATCH_WORKER, worker.pk, now)
 
         return after_save
 
