@@ -169,7 +169,7 @@ def _mode_transition(job: Job, old_mode: str | None, now: datetime) -> bool:
 
 
 # The step a job in each of these statuses is waiting for (also used by the sweeper).
-STEP_OWED_IN_STATUS = {
+STEP_OWED_IN_STATUS: dict[str, str] = {
     JobStatus.CREATED: TimerKind.ENQUEUE,
     JobStatus.PENDING_CLASSIFICATION: TimerKind.CLASSIFY,
     JobStatus.PENDING_SCHEDULE: TimerKind.SCHEDULE,
