@@ -236,10 +236,12 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Longest a background task (a classification calling out over HTTP) may run, seconds.
+JOBROUTER_TASK_TIMEOUT_SECONDS = 60
 Q_CLUSTER = {
     "name": "jobrouter",
     "workers": int(env_float("JOBROUTER_QUEUE_WORKERS", 2)),
-    "timeout": 60,
+    "timeout": JOBROUTER_TASK_TIMEOUT_SECONDS,
     "retry": 120,
     "catch_up": False,
     "poll": 0.2,

@@ -55,7 +55,7 @@ def classify_owed(*, job_id: str, now: datetime | None = None) -> None:
     if policy is not None and has_remote_rules(_policy_dict(policy)):
         # The lease row stands for the task until `job_classify` ends it; a task lost with its
         # process lets the lease come due, and the classification is requested again.
-        due = clock(now) + timedelta(seconds=float(settings.Q_CLUSTER.get("timeout", 60)) + LEASE_MARGIN_SECONDS)
+        due = clock(now) + timedelta(seconds=settings.JOBROUTER_TASK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS)
         RouterTimer.objects.create(kind=TimerKind.CLASSIFY_LEASE, target_id=job_id, due_at=due)
         after_commit(_enqueue_remote_classification, job_id)
         return
