@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ParamSpec, TypeVar
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, OperationalError, connection, models, transaction
 
 from routing.errors import NotFound, PreconditionFailed
 from routing.models import RouterTimer
@@ -16,6 +18,35 @@ from routing.models import RouterTimer
 logger = logging.getLogger("routing")
 
 M = TypeVar("M", bound=models.Model)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# PostgreSQL's deadlock_detected and serialization_failure: the database chose this transaction
+# as the victim and rolled it back; run again, it succeeds.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+DEADLOCK_ATTEMPTS = 3
+
+
+def retry_on_deadlock(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a domain operation again (up to 3 times in all) when the database rolled it back as
+    a deadlock victim. Only an outermost call retries: inside an enclosing transaction the whole
+    of it is gone, so the error goes up to whoever owns that transaction. The one lock order
+    (`routing.services.assignment`) keeps deadlocks rare; this is the seat belt."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return fn(*args, **kwargs)
+            except OperationalError as exc:
+                victim = getattr(exc.__cause__, "sqlstate", None) in RETRYABLE_SQLSTATES
+                if not victim or attempt == DEADLOCK_ATTEMPTS or connection.in_atomic_block:
+                    raise
+                logger.warning("%s: chosen as deadlock victim (attempt %d); retrying", fn.__name__, attempt)
+                time.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
+
+    return run
 
 
 # No row has this id (ours are version-4 UUIDs), so a malformed id is simply not found.

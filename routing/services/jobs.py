@@ -32,7 +32,7 @@ from routing.models import (
 )
 from routing.patches import UNSET, JobPatch, apply_labels, resolve_matching_mode
 from routing.services.assignment import close_locked, worker_released
-from routing.services.common import Precondition, locked_get, owe, parse_uuid, upsert
+from routing.services.common import Precondition, locked_get, owe, parse_uuid, retry_on_deadlock, upsert
 from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
 from routing.services.queueing import (
@@ -193,6 +193,7 @@ def _reroute(job: Job, patch: JobPatch, change: JobChange, now: datetime) -> Non
         owe(STEP_OWED_IN_STATUS[job.status], job.pk, now)
 
 
+@retry_on_deadlock
 def job_upsert(
     *, job_id: str, patch: JobPatch, precondition: Precondition | None = None, now: datetime | None = None
 ) -> tuple[Job, bool]:
@@ -321,6 +322,7 @@ def job_selectors_expire(*, job_id: str, now: datetime | None = None) -> bool:
     return True
 
 
+@retry_on_deadlock
 def job_cancel(
     *, job_id: str, note: str | None = None, disposition_code: str | None = None, now: datetime | None = None
 ) -> Job:
@@ -349,6 +351,7 @@ def _assignment_for(job: Job, assignment_id: str, worker_id: str | None = None) 
     return assignment
 
 
+@retry_on_deadlock
 def job_complete(
     *, job_id: str, assignment_id: str, note: str | None = None, worker_id: str | None = None,
     now: datetime | None = None,
@@ -373,6 +376,7 @@ def job_complete(
     return job
 
 
+@retry_on_deadlock
 def job_close(
     *,
     job_id: str,
@@ -408,6 +412,7 @@ def job_close(
     return job
 
 
+@retry_on_deadlock
 def assignment_close_due(*, assignment_id: str, now: datetime | None = None) -> bool:
     """Timer: carry out a close requested for later (CloseJobOptions.closeAt). Returns False when
     there was nothing to do (already closed, or the job was deleted)."""
@@ -425,6 +430,7 @@ def assignment_close_due(*, assignment_id: str, now: datetime | None = None) -> 
     return True
 
 
+@retry_on_deadlock
 def job_unassign(
     *, job_id: str, assignment_id: str, suspend_matching: bool = False, now: datetime | None = None
 ) -> Job:
@@ -468,6 +474,7 @@ def job_delete(*, job_id: str) -> None:
         job.delete()
 
 
+@retry_on_deadlock
 def job_reclassify(*, job_id: str, now: datetime | None = None) -> Job:
     """Classify a job again with its current labels and policy (ACS `:reclassify`): status
     pendingClassification, then queued or classificationFailed. A job without a classification

@@ -11,7 +11,7 @@ from routing.clock import clock
 from routing.errors import Conflict, NotFound
 from routing.models import Job, JobDecline, JobStatus, Offer, OfferStatus, RouterTimer, TimerKind, Worker, new_etag
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked
-from routing.services.common import owe, parse_uuid
+from routing.services.common import owe, parse_uuid, retry_on_deadlock
 from routing.services.matching import match_job
 from routing.services.notify import notify_changed
 
@@ -20,6 +20,7 @@ def _offer_not_found(worker_id: str, offer_id: str) -> NotFound:
     return NotFound(f"Offer not found. OfferId: {offer_id}, WorkerId: {worker_id}")
 
 
+@retry_on_deadlock
 def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) -> AcceptResult:
     """Accept an open offer: the job becomes `assigned` to the worker, its other offers are
     revoked (ACS `:accept`); returns the AcceptJobOfferResult.
@@ -52,6 +53,7 @@ def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) 
         return assign_locked(job, worker_id=worker_id, channel_id=offer.channel_id, cost=offer.capacity_cost, now=now)
 
 
+@retry_on_deadlock
 def offer_decline(
     *, worker_id: str, offer_id: str, retry_offer_at: datetime | None = None, now: datetime | None = None
 ) -> None:
@@ -75,6 +77,7 @@ def offer_decline(
         owe(TimerKind.MATCH_WORKER, worker_id, now)
 
 
+@retry_on_deadlock
 def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
     """Timer: an offer reached its expiresAt unanswered. It is marked expired and, as ACS
     documents, the worker is deregistered (availableForOffers false, other offers revoked) so an

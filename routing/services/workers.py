@@ -15,7 +15,7 @@ from routing.errors import Conflict, NotFound
 from routing.models import Assignment, Job, JobDecline, JobStatus, Queue, TimerKind, Worker, WorkerChannel, WorkerQueue
 from routing.patches import UNSET, WorkerPatch, apply_labels
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked, rematch_after_revoke
-from routing.services.common import Precondition, locked_get, owe, upsert
+from routing.services.common import Precondition, locked_get, owe, retry_on_deadlock, upsert
 from routing.services.matching import WorkerSeat
 from routing.services.notify import notify_changed
 
@@ -58,6 +58,7 @@ def _write_memberships(worker: Worker, patch: WorkerPatch) -> set[str]:
     return touched
 
 
+@retry_on_deadlock
 def worker_upsert(
     *, worker_id: str, patch: WorkerPatch, precondition: Precondition | None = None, now: datetime | None = None
 ) -> tuple[Worker, bool]:
@@ -93,12 +94,14 @@ def worker_upsert(
     return upsert(Worker, pk=worker_id, now=now, precondition=precondition, apply=apply)
 
 
+@retry_on_deadlock
 def worker_set_availability(*, worker_id: str, available: bool, now: datetime | None = None) -> Worker:
     """Register (True) or deregister (False) a worker: the desk's auto-assign / Do-Not-Disturb."""
     worker, _ = worker_upsert(worker_id=worker_id, patch=WorkerPatch(available_for_offers=available), now=now)
     return worker
 
 
+@retry_on_deadlock
 def worker_delete(*, worker_id: str, now: datetime | None = None) -> None:
     """Delete a worker. NotFound (404) if unknown; Conflict (409) while it holds a live
     assignment (complete and close its jobs first). Its open offers are revoked."""
@@ -126,6 +129,7 @@ def _served_queues(worker_id: str) -> list[str]:
     return list(WorkerQueue.objects.filter(worker_id=worker_id).order_by("position").values_list("queue_id", flat=True))
 
 
+@retry_on_deadlock
 def worker_serve_queue(*, worker_id: str, queue_id: str, priority: int = 0, now: datetime | None = None) -> Worker:
     """Start serving a queue with a per-queue agent priority (seed 002 Q10, `startService2`),
     or change the priority of a queue already served. NotFound (404) for an unknown queue."""
@@ -139,6 +143,7 @@ def worker_serve_queue(*, worker_id: str, queue_id: str, priority: int = 0, now:
     return worker
 
 
+@retry_on_deadlock
 def worker_stop_serving(*, worker_id: str, queue_id: str, now: datetime | None = None) -> Worker:
     """Stop serving a queue (seed 002 Q10, `stopService`); open offers from it are revoked."""
     now = clock(now)
@@ -167,6 +172,7 @@ def _assign_if_room(job: Job, worker_id: str, cost: int, max_jobs: int | None, n
         return assign_locked(locked, worker_id=worker_id, channel_id=job.channel_id or "", cost=cost, now=now)
 
 
+@retry_on_deadlock
 def worker_request_job(*, worker_id: str, now: datetime | None = None) -> AcceptResult:
     """Manual assign (seed 002 Q14, `reqAssignUser`): assign this worker the best waiting job it
     can take right now — even while it is not available for offers (Do-Not-Disturb) — within
