@@ -1,0 +1,138 @@
+"""The kill -9 soak (hardening issue): two web processes and two background workers under load,
+with web and background processes killed with SIGKILL while jobs come in. Clients retry what
+failed (the same PATCH, same id), as the SDK's users do. Afterwards every job that was created is
+accounted for exactly once and none is stranded: each is queued and offered (the workers have
+room for all of them), whether its follow-ups were run by the request's process, by a
+background worker that claimed the owed row, or by the sweeper.
+
+Runs on SQLite and, in the second CI pass, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from azure.communication.jobrouter.models import RouterJob, StaticQueueSelectorAttachment, RouterQueueSelector
+from azure.communication.jobrouter.models import ClassificationPolicy
+from django.conf import settings
+
+from routing.models import Job, JobStatus, Offer, OfferStatus
+from tests import factories
+from tests.conftest import ROOT, _free_port, _wait_for_port, eventually, make_clients, server_env
+from tests.test_service_processes import _descendants
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+JOBS = 400
+CLIENTS = 4
+WORKERS = 4
+
+
+def _start_background_worker(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def soak_layout(django_db_setup, only_these_processes):
+    env = {**server_env(), "JOBROUTER_WEB_WORKERS": "2", "PORT": str(_free_port())}
+    web = subprocess.Popen([str(ROOT / "scripts" / "web")], cwd=ROOT, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    background = [_start_background_worker(env) for _ in range(2)]
+    state = {"web": web, "background": background, "env": env}
+    try:
+        _wait_for_port(int(env["PORT"]), web)
+        yield state
+    finally:
+        for proc in [web, *state["background"]]:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def _create_with_retries(client, job_id: str, job: RouterJob) -> int:
+    """Upsert until the router answers; returns how many attempts failed (connection reset by a
+    killed process, or a 5xx)."""
+    failures = 0
+    while True:
+        try:
+            client.upsert_job(job_id, job)
+            return failures
+        except Exception:
+            failures += 1
+            if failures > 50:
+                raise
+            time.sleep(0.1)
+
+
+def _killer(state: dict, stop: threading.Event, kills: list[str]) -> None:
+    """Every 0.4 s, SIGKILL one web process (gunicorn starts another) or one background worker
+    (started again, as a service manager would)."""
+    turn = 0
+    while not stop.wait(0.4):
+        if turn % 2 == 0:
+            children = sorted(_descendants(state["web"].pid))
+            if children:
+                os.kill(children[turn // 2 % len(children)], signal.SIGKILL)
+                kills.append("web")
+        else:
+            victim = state["background"].pop(0)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
+            state["background"].append(_start_background_worker(state["env"]))
+            kills.append("background")
+        turn += 1
+
+
+def test_kill_9_during_load_loses_and_strands_no_job(soak_layout):
+    factories.queue_with_policy("q1", expires=600, max_offers=1)
+    for i in range(WORKERS):
+        factories.worker(f"w{i}", queues=("q1",), capacity=JOBS)
+    endpoint = f"http://127.0.0.1:{soak_layout['env']['PORT']}"
+    admin, client = make_clients(endpoint, settings.JOBROUTER_ACCESS_KEY)
+    admin.upsert_classification_policy("cp", ClassificationPolicy(queue_selector_attachments=[
+        StaticQueueSelectorAttachment(queue_selector=RouterQueueSelector(key="Id", label_operator="equal", value="q1"))
+    ]))
+
+    stop = threading.Event()
+    kills: list[str] = []
+    killer = threading.Thread(target=_killer, args=(soak_layout, stop, kills))
+    failures = [0] * CLIENTS
+
+    def load(n: int) -> None:
+        for i in range(n, JOBS, CLIENTS):
+            # Half go straight to the queue, half through classification.
+            job = (RouterJob(channel_id="voice", queue_id="q1") if i % 2
+                   else RouterJob(channel_id="voice", classification_policy_id="cp"))
+            failures[n] += _create_with_retries(client, f"job-{i}", job)
+
+    clients = [threading.Thread(target=load, args=(n,)) for n in range(CLIENTS)]
+    killer.start()
+    try:
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+    finally:
+        stop.set()
+        killer.join()
+    assert len(kills) >= 4, kills
+
+    def settled() -> bool:
+        return (
+            Job.objects.filter(status=JobStatus.QUEUED).count() == JOBS
+            and Offer.objects.filter(status=OfferStatus.OPEN).values("job_id").distinct().count() == JOBS
+        )
+
+    eventually(settled, timeout=45, interval=0.5)
+    assert sorted(Job.objects.values_list("pk", flat=True)) == sorted(f"job-{i}" for i in range(JOBS))
+    assert Offer.objects.filter(status=OfferStatus.OPEN).count() == JOBS  # exactly one offer each
+    print(f"soak: {JOBS} jobs, {len(kills)} kills ({kills.count('web')} web, {kills.count('background')} "
+          f"background), {sum(failures)} client retries")
