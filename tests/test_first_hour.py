@@ -19,8 +19,9 @@ from tests import factories
 from tests.checkout import fresh_checkout, newcomer_env
 from tests.conftest import ROOT
 
-# Shell variables of scripts/ that are the scripts' own state, not settings.
-SCRIPT_INTERNALS = {"APT_UPDATED"}
+# Variables scripts/ look at that are not settings: the scripts' own state, and the one the
+# venv's activate script sets (scripts/web activates .venv unless a venv is active).
+SCRIPT_INTERNALS = {"APT_UPDATED", "VIRTUAL_ENV"}
 # Read before .env can be (they choose the interpreter, or only steer the test run).
 ENVIRONMENT_ONLY = {"PYTHON", "JOBROUTER_SKIP_POSTGRES", "JOBROUTER_TEST_PGPORT", "JOBROUTER_UPDATE_SCREENSHOTS"}
 
