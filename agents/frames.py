@@ -4,8 +4,10 @@ place). `agents.hub` calls them from its render thread and sends the same bytes 
 that shows the same thing.
 
 Frame kinds (all carry `type` and `serverTime`; `agents.hub` adds `topic` and `seq`):
-- `desk`: one worker's own state — availability, load, channels, open offers, live
-  assignments, the queues it serves with its priority in each (`myQueues`);
+- `desk`: one worker's own state — availability (and `dndReason` "missedOffer" with
+  `missedOfferAt` when the router switched it to Do not disturb because an offer expired
+  unanswered), load, channels, open offers, live assignments, the queues it serves with its
+  priority in each (`myQueues`);
 - `queue`: one queue's status, shared by every desk serving it and every supervisor;
 - `catalog`: every queue an agent may serve (id, name, description, priority);
 - `workers`: supervisor rows of the workers that changed;
@@ -20,7 +22,13 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from routing.models import Job, JobStatus, Queue, Worker, WorkerQueue
-from routing.queries import assignments_per_minute, estimated_wait_minutes, queue_statistics, worker_views
+from routing.queries import (
+    assignments_per_minute,
+    estimated_wait_minutes,
+    missed_offer_deregistrations,
+    queue_statistics,
+    worker_views,
+)
 from routing.validation import format_datetime
 
 
@@ -108,6 +116,7 @@ def desk_frames(worker_ids: set[str], now: datetime) -> dict[str, dict[str, Any]
         a.job_id for v in views.values() for a in v.assignments
     ]
     jobs = {j.pk: j for j in Job.objects.filter(pk__in=job_ids)}
+    missed = missed_offer_deregistrations(workers)
     frames: dict[str, dict[str, Any]] = {
         w: {"type": "desk", "serverTime": _iso(now), "worker": None, "offers": [], "assignments": [], "myQueues": []}
         for w in worker_ids
@@ -130,6 +139,8 @@ def desk_frames(worker_ids: set[str], now: datetime) -> dict[str, dict[str, Any]
                 "id": worker.pk,
                 "state": view.state,
                 "availableForOffers": worker.available_for_offers,
+                "dndReason": "missedOffer" if worker.pk in missed else None,
+                "missedOfferAt": _iso(missed.get(worker.pk)),
                 "capacity": worker.capacity,
                 "loadRatio": view.load_ratio,
                 "channels": [{"channelId": c.channel_id, "capacityCostPerJob": c.capacity_cost_per_job}

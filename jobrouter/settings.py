@@ -1,7 +1,9 @@
 """Django settings for the job router.
 
 Every value that differs between deployments is read from the environment here, and only here,
-through the typed helpers below; `.env.example` documents each variable.
+through the typed helpers below; `.env.example` and the README's Configuration section document
+each variable. A `.env` file next to `manage.py` fills in what the environment leaves unset
+(`jobrouter.envfile`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from typing import Any, overload
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from jobrouter.envfile import load_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Before any setting is read: the real environment wins over the file.
+load_env_file()
 
 
 @overload

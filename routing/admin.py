@@ -24,6 +24,7 @@ from routing.models import (
     DistributionPolicy,
     ExceptionPolicy,
     Job,
+    JobStatus,
     Offer,
     Queue,
     RouterTimer,
@@ -38,7 +39,7 @@ from routing.patches import (
 )
 from routing.queries import worker_views
 from routing.services import jobs as job_services
-from routing.services import policies
+from routing.services import matching, policies
 from routing.services import workers as worker_services
 
 
@@ -481,7 +482,8 @@ class JobAdmin(admin.ModelAdmin):
     inlines = (OfferInline, AssignmentInline)
     actions = ("cancel_jobs",)
     readonly_fields = (
-        "id", "status", "channel_reference", "channel_id", "queue", "classification_policy", "priority",
+        "id", "status", "eligible_workers", "channel_reference", "channel_id", "queue", "classification_policy",
+        "priority",
         "enqueued_at", "scheduled_at", "disposition_code", "selectors", "labels_display", "tags", "notes_display",
         "matching_mode", "unassignment_count", "created_at", "updated_at",
     )
@@ -499,6 +501,16 @@ class JobAdmin(admin.ModelAdmin):
             return "—"
         seconds = int((clock.now() - obj.enqueued_at).total_seconds())
         return f"{seconds // 60}m {seconds % 60:02d}s"
+
+    @admin.display(description="eligible workers")
+    def eligible_workers(self, obj):
+        """Why a queued job rings nobody, or how many could take it (`matching.job_eligibility`)."""
+        if obj.status != JobStatus.QUEUED or not obj.queue_id:
+            return "— (only queued jobs are offered)"
+        eligibility = matching.job_eligibility(obj, clock.now())
+        if eligibility.available and eligibility.has_policy:
+            return eligibility.explain()
+        return format_html('<strong class="no-eligible-worker">{}</strong>', eligibility.explain())
 
     @admin.display(description="worker selectors")
     def selectors(self, obj):

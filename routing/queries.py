@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet
 
 from routing.capacity import Load, fits, load_ratio, loads_for
 from routing.clock import clock
@@ -21,6 +21,7 @@ from routing.models import (
     Job,
     JobStatus,
     Offer,
+    OfferStatus,
     Queue,
     Worker,
     WorkerChannel,
@@ -107,6 +108,25 @@ def _worker_views(workers: list[Worker], now: datetime) -> list[WorkerView]:
             state = "inactive"
         views.append(WorkerView(w, state, load_ratio(w.capacity, used), offers[w.pk], assignments[w.pk]))
     return views
+
+
+def missed_offer_deregistrations(workers: list[Worker]) -> dict[str, datetime]:
+    """Worker id → when it was switched to Do not disturb for letting an offer expire, for the
+    workers whose latest change was that switch (`offer_expire` marks the offer expired and
+    deregisters the worker at one `now`, so the offer's `ended_at` equals the worker's
+    `updated_at`); any later change to the worker (the agent going back to Auto-assign, or
+    choosing Do not disturb again) ends it. One read for all the workers, on the
+    (worker, status) offer index."""
+    dnd = {w.pk: w.updated_at for w in workers if not w.available_for_offers}
+    if not dnd:
+        return {}
+    latest = (
+        Offer.objects.filter(worker_id__in=list(dnd), status=OfferStatus.EXPIRED)
+        .values("worker_id")
+        .annotate(last=Max("ended_at"))
+        .values_list("worker_id", "last")
+    )
+    return {worker_id: last for worker_id, last in latest if last is not None and last >= dnd[worker_id]}
 
 
 def workers_queryset() -> QuerySet[Worker]:

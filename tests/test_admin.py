@@ -126,3 +126,35 @@ def test_delete_in_admin_goes_through_the_domain_and_reports_a_refusal(browser):
     deleted = browser.post("/admin/routing/queue/q2/delete/", {"post": "yes"})
     assert deleted.status_code == 302
     assert not Queue.objects.filter(pk="q2").exists()
+
+
+def _eligibility_shown(browser, job_id: str) -> str:
+    page = browser.get(f"/admin/routing/job/{job_id}/change/").content.decode()
+    start = page.index("field-eligible_workers")
+    return page[start:page.index("</div>", page.index("readonly", start))]
+
+
+def test_queued_job_page_says_why_no_worker_is_eligible(browser):
+    factories.queue_with_policy("q1")
+    factories.queued_job("chat-1", channel="chat")
+    assert "no worker serves queue q1" in _eligibility_shown(browser, "chat-1")
+
+    # The README's old example: an agent on voice can never take the self-service page's chat.
+    factories.worker("ana", channel="voice")
+    assert "1 worker(s) serve queue q1, but none on channel chat" in _eligibility_shown(browser, "chat-1")
+
+    factories.worker("ben", channel="chat", available=False)
+    shown = _eligibility_shown(browser, "chat-1")
+    assert "no-eligible-worker" in shown and "none available for offers now" in shown
+
+    factories.queued_job("chat-fr", channel="chat",
+                         requestedWorkerSelectors=[{"key": "lang", "labelOperator": "equal", "value": "fr"}])
+    assert "none matches the job&#x27;s worker selectors" in _eligibility_shown(browser, "chat-fr")
+
+
+def test_job_page_counts_available_eligible_workers(browser):
+    factories.queue_with_policy("q1")
+    factories.worker("ana", channel="chat", capacity=2)
+    factories.queued_job("chat-2", channel="chat")
+    shown = _eligibility_shown(browser, "chat-2")
+    assert "1 worker(s) can serve it, 1 available for offers now" in shown and "no-eligible-worker" not in shown

@@ -165,6 +165,25 @@ def test_q14_dnd_then_request_next_customer(page_for, live_client):
     shot(page, "desk-dnd-request-next")
 
 
+def test_missed_offer_tells_the_agent_why_the_desk_went_to_dnd(page_for, live_client):
+    factories.queue_with_policy("support", expires=1)
+    call_command("createagent", "ana", "--password", "agent-pw", "--queue", "support", "--channel", "voice",
+                 "--available")
+    page = page_for()
+    login(page, "ana", "agent-pw", "/desk/")
+    page.wait_for_selector("#mode-auto.on")
+    assert page.is_hidden("#dnd-reason")
+    live_client.upsert_job("call-9", RouterJob(channel_id="voice", queue_id="support"))
+    page.wait_for_selector(".offer.ringing")
+    # Nobody answers: the real timer loop expires the offer after a second.
+    banner = page.wait_for_selector("#dnd-reason:visible")
+    assert "You missed an offer, so you were set to Do not disturb" in banner.inner_text()
+    assert page.is_visible("#mode-dnd.on") and page.query_selector(".offer") is None
+    live_client.cancel_job("call-9")  # so that it does not ring (and expire) again
+    page.click("#mode-auto")
+    page.wait_for_selector("#dnd-reason", state="hidden")
+
+
 def _waiting_room_path(endpoint: str, job_id: str) -> str:
     path = f"/routing/jobs/{job_id}:waitingRoomLink?api-version=2023-11-01"
     host = endpoint.removeprefix("http://")

@@ -371,3 +371,24 @@ async def test_q9_supervisor_view_is_staff_only_and_updates(center, api):
                               and next(w for w in m["workers"] if w["id"] == "alice")["state"] == "inactive")
     assert next(w for w in update["workers"] if w["id"] == "alice")["state"] == "inactive"
     await view.disconnect()
+
+
+async def test_missed_offer_switches_the_desk_to_dnd_and_says_why_until_the_agent_changes_mode(center, api, router_clock):
+    desk, view = await open_desk(center["alice"])
+    await api.queued_job("j1")
+    ringing = await view.state(where=lambda m: m["offers"])
+    assert ringing["worker"]["dndReason"] is None and ringing["worker"]["missedOfferAt"] is None
+
+    await sync_to_async(router_clock.advance)(61)  # the offer rings for 60 s
+    missed = await view.state(where=lambda m: not m["worker"]["availableForOffers"])
+    assert missed["offers"] == []
+    assert missed["worker"]["dndReason"] == "missedOffer" and missed["worker"]["missedOfferAt"]
+
+    assert (await view.call("setAvailability", available=True))["ok"]
+    back = await view.state(where=lambda m: m["worker"]["availableForOffers"])
+    assert back["worker"]["dndReason"] is None
+    # Choosing Do not disturb oneself gives no reason to explain.
+    assert (await view.call("setAvailability", available=False))["ok"]
+    chosen = await view.state(where=lambda m: not m["worker"]["availableForOffers"])
+    assert chosen["worker"]["dndReason"] is None
+    await desk.disconnect()

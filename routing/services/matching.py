@@ -496,3 +496,59 @@ def revoke_offers(offers: Q, now: datetime) -> list[tuple[str, str]]:
     if revoked:
         notify_changed(workers=workers, jobs=[job_id for _, job_id in revoked], now=now)
     return revoked
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Who could ever be offered a job, narrowed step by step as `match_job` narrows it: counts
+    of registered workers (any availability) that list the job's queue, that also have its
+    channel, and that also satisfy its worker selectors with room for one such job at zero load;
+    then how many of those are available for offers now. `has_policy` is whether the queue has
+    a distribution policy (without one nothing is offered)."""
+
+    queue_id: str
+    channel_id: str
+    has_policy: bool
+    serving_queue: int
+    on_channel: int
+    qualified: int
+    available: int
+
+    def explain(self) -> str:
+        """One line for a supervisor: the first reason nobody is offered the job, or how many can be."""
+        q, c = self.queue_id, self.channel_id
+        if not self.has_policy:
+            return f"queue {q} has no distribution policy: nothing is offered from it"
+        if not self.serving_queue:
+            return f"no worker serves queue {q}"
+        if not self.on_channel:
+            return f"{self.serving_queue} worker(s) serve queue {q}, but none on channel {c}"
+        if not self.qualified:
+            return (f"{self.on_channel} worker(s) serve queue {q} on channel {c}, but none matches the job's"
+                    " worker selectors with capacity for it")
+        if not self.available:
+            return f"{self.qualified} worker(s) can serve it, none available for offers now (all in Do not disturb)"
+        return f"{self.qualified} worker(s) can serve it, {self.available} available for offers now"
+
+
+def job_eligibility(job: Job, now: datetime) -> Eligibility:
+    """Eligibility of a job in its queue and channel, counted with the rules `match_job` applies
+    (`worker_qualifies`, `fits` at zero load), ignoring what changes from moment to moment
+    (current load, open offers, declines). Reads only; for the admin's job page."""
+    mode = queue_modes([job.queue_id or ""]).get(job.queue_id or "")
+    has_policy = Queue.objects.filter(pk=job.queue_id, distribution_policy__isnull=False).exists()
+    serving = WorkerQueue.objects.filter(queue_id=job.queue_id).values_list("worker_id", flat=True)
+    rows = WorkerChannel.objects.filter(channel_id=job.channel_id, worker_id__in=serving).values_list(
+        "capacity_cost_per_job", "max_number_of_jobs", "worker__capacity", "worker__labels",
+        "worker__available_for_offers",
+    )
+    qualified = [
+        available
+        for cost, max_jobs, capacity, labels, available in rows
+        if worker_qualifies(job, labels, mode or {}, now)
+        and fits(capacity=capacity, load=Load(), channel_id=job.channel_id or "", cost=cost, max_jobs=max_jobs)
+    ]
+    return Eligibility(
+        queue_id=job.queue_id or "", channel_id=job.channel_id or "", has_policy=has_policy,
+        serving_queue=serving.count(), on_channel=len(rows), qualified=len(qualified), available=sum(qualified),
+    )

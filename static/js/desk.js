@@ -75,6 +75,12 @@
     $("mode-auto").setAttribute("aria-pressed", w.availableForOffers);
     $("mode-dnd").setAttribute("aria-pressed", !w.availableForOffers);
     $("request-next").hidden = w.availableForOffers;
+    // Set by the router, not the agent: say why, until the agent changes their mode.
+    const missed = w.dndReason === "missedOffer";
+    $("dnd-reason").hidden = !missed;
+    $("dnd-reason").textContent = missed
+      ? `You missed an offer, so you were set to Do not disturb (at ${new Date(w.missedOfferAt).toLocaleTimeString()}). Press Auto-assign when you are ready for the next customer.`
+      : "";
     $("load").textContent = `${w.state} · load ${Math.round(w.loadRatio * 100)}%`;
 
     const offers = $("offers");
