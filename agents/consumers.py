@@ -174,19 +174,22 @@ class DeskConsumer(LiveConsumer):
 
 
 def _leave(consumer: "WaitingRoomConsumer", msg: dict) -> dict:
-    customers.customer_leave_queue(job_id=consumer.job_id)
+    customers.customer_leave_queue(ticket=consumer.ticket)
     return {"left": True}
 
 
 class WaitingRoomConsumer(LiveConsumer):
-    """`/ws/wait/<token>/`: the job a signed waiting-room link names; may only watch and leave."""
+    """`/ws/wait/<token>/`: the job instance a signed waiting-room link names; may only watch
+    and leave. A job re-created under the same id later is not this socket's job."""
 
-    job_id: str
+    ticket: customers.WaitingRoomTicket
     actions = {"leave": _leave}
 
     async def connect(self) -> None:
         try:
-            self.job_id = customers.job_for_link(self.scope["url_route"]["kwargs"]["token"])
+            self.ticket = await database_sync_to_async(customers.job_for_link)(
+                self.scope["url_route"]["kwargs"]["token"]
+            )
         except RouterError:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -194,7 +197,7 @@ class WaitingRoomConsumer(LiveConsumer):
         self.attach()
 
     def attach(self) -> None:
-        get_hub().attach_waiting(self, self.job_id)
+        get_hub().attach_waiting(self, self.ticket.job_id, self.ticket.instance)
 
 
 # --- supervisor ------------------------------------------------------------------------------
