@@ -27,6 +27,8 @@ from routing.services import customers, jobs, offers, workers
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# Longest client frame, in characters (or bytes): an action with a note fits many times over.
+MAX_FRAME_CHARS = 65_536
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -46,9 +48,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         get_hub().drop(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """One client frame: UTF-8 JSON text (or bytes) of at most `MAX_FRAME_CHARS`. Anything
+        else is answered with a `BadRequest` result and the socket stays open."""
+        raw = text_data if text_data is not None else (bytes_data or b"")
+        if len(raw) > MAX_FRAME_CHARS:
+            await self.send_json(_error(None, None, "BadRequest", f"Frames are limited to {MAX_FRAME_CHARS} characters."))
+            return
         try:
-            content = json.loads(text_data or (bytes_data or b"").decode() or "null")
-        except (ValueError, UnicodeDecodeError):
+            content = json.loads(raw or "null")
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
             await self.send_json(_error(None, None, "BadRequest", "Frames must be JSON objects."))
             return
         await self.receive_json(content)

@@ -22,7 +22,7 @@ from routing.services.offers import offer_accept, offer_decline, offer_expire
 from routing.services.workers import worker_set_availability
 from tests import factories
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 Versions = dict[tuple[str, str], tuple[str, str]]
 
