@@ -27,6 +27,8 @@ from routing.services import customers, jobs, offers, workers
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# Longest client frame, in characters (or bytes): an action with a note fits many times over.
+MAX_FRAME_CHARS = 65_536
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -46,9 +48,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         get_hub().drop(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """One client frame: UTF-8 JSON text (or bytes) of at most `MAX_FRAME_CHARS`. Anything
+        else is answered with a `BadRequest` result and the socket stays open."""
+        raw = text_data if text_data is not None else (bytes_data or b"")
+        if len(raw) > MAX_FRAME_CHARS:
+            await self.send_json(_error(None, None, "BadRequest", f"Frames are limited to {MAX_FRAME_CHARS} characters."))
+            return
         try:
-            content = json.loads(text_data or (bytes_data or b"").decode() or "null")
-        except (ValueError, UnicodeDecodeError):
+            content = json.loads(raw or "null")
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
             await self.send_json(_error(None, None, "BadRequest", "Frames must be JSON objects."))
             return
         await self.receive_json(content)
@@ -174,19 +182,22 @@ class DeskConsumer(LiveConsumer):
 
 
 def _leave(consumer: "WaitingRoomConsumer", msg: dict) -> dict:
-    customers.customer_leave_queue(job_id=consumer.job_id)
+    customers.customer_leave_queue(ticket=consumer.ticket)
     return {"left": True}
 
 
 class WaitingRoomConsumer(LiveConsumer):
-    """`/ws/wait/<token>/`: the job a signed waiting-room link names; may only watch and leave."""
+    """`/ws/wait/<token>/`: the job instance a signed waiting-room link names; may only watch
+    and leave. A job re-created under the same id later is not this socket's job."""
 
-    job_id: str
+    ticket: customers.WaitingRoomTicket
     actions = {"leave": _leave}
 
     async def connect(self) -> None:
         try:
-            self.job_id = customers.job_for_link(self.scope["url_route"]["kwargs"]["token"])
+            self.ticket = await database_sync_to_async(customers.job_for_link)(
+                self.scope["url_route"]["kwargs"]["token"]
+            )
         except RouterError:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -194,7 +205,7 @@ class WaitingRoomConsumer(LiveConsumer):
         self.attach()
 
     def attach(self) -> None:
-        get_hub().attach_waiting(self, self.job_id)
+        get_hub().attach_waiting(self, self.ticket.job_id, self.ticket.instance)
 
 
 # --- supervisor ------------------------------------------------------------------------------

@@ -224,8 +224,9 @@ def supervisor_frame(now: datetime) -> dict[str, Any]:
 
 
 def waiting_frames(job_ids: set[str], now: datetime) -> dict[str, dict[str, Any]]:
-    """Job id → `waiting` frame: status, place in line (1 = next) and time waited. Positions of
-    every queued job come from one ordered read per queue."""
+    """Job id → `waiting` frame: status, place in line (1 = next) and time waited, and the job
+    instance shown (`createdAt`, which the hub matches against each socket's waiting-room link).
+    Positions of every queued job come from one ordered read per queue."""
     jobs = {j.pk: j for j in Job.objects.select_related("queue").filter(pk__in=job_ids)}
     lines: dict[str, list[str]] = {}
     for queue_id in {j.queue_id for j in jobs.values() if j.status == JobStatus.QUEUED and j.queue_id}:
@@ -240,6 +241,7 @@ def waiting_frames(job_ids: set[str], now: datetime) -> dict[str, dict[str, Any]
             "type": "waiting",
             "serverTime": _iso(now),
             "jobId": job.pk,
+            "createdAt": _iso(job.created_at),
             "status": job.status,
             "queueId": job.queue_id,
             "queueName": (job.queue.name or job.queue.pk) if job.queue else None,

@@ -175,6 +175,7 @@ class Hub:
         self.desk_snapshots: set[Listener] = set()
         self.supervisor_snapshots: set[Listener] = set()
         self.waiting_by_queue: dict[str, set[str]] = defaultdict(set)
+        self.waiting_instance: dict[Listener, str] = {}  # the job instance a waiting room's link names
         self.queue_due: dict[str, float] = {}
         self.workers_due = 0.0
         self.last_event_id: int | None = None
@@ -197,6 +198,7 @@ class Hub:
 
     def drop(self, listener: Listener) -> None:
         self.delivered.pop(listener, None)
+        self.waiting_instance.pop(listener, None)
         for topic in self.topics_of.pop(listener, set()):
             self.listeners[topic].discard(listener)
         self.desk_snapshots.discard(listener)
@@ -215,8 +217,12 @@ class Hub:
         self.supervisor_snapshots.add(listener)
         self.nudge()
 
-    def attach_waiting(self, listener: Listener, job_id: str) -> None:
+    def attach_waiting(self, listener: Listener, job_id: str, instance: str) -> None:
+        """A waiting room opened on the job `job_id` as created at `instance` (the `createdAt`
+        of its frames): it is sent that job's frames, and `gone` once the row under that id is
+        another instance."""
         self.subscribe(listener, {f"waiting:{job_id}"})
+        self.waiting_instance[listener] = instance
         self.pending.waiting.add(job_id)
         self.nudge()
 
@@ -372,8 +378,7 @@ class Hub:
         if drawn.supervisor is not None:
             await self._dispatch_supervisor_snapshot(drawn.supervisor)
         for job_id, frame in drawn.waiting.items():
-            self._track_waiting(job_id, frame)
-            await self._send(self.listeners.get(f"waiting:{job_id}", set()), self._stamp(f"waiting:{job_id}", frame))
+            await self._dispatch_waiting(job_id, frame)
 
     async def _dispatch_desks(self, drawn: Drawn) -> None:
         for worker_id, frame in drawn.desks.items():
@@ -413,6 +418,22 @@ class Hub:
         text = json.dumps({**frame, "seqs": seqs}, separators=(",", ":"))
         listeners, self.supervisor_snapshots = self.supervisor_snapshots, set()
         await self._send(listeners, text)
+
+    async def _dispatch_waiting(self, job_id: str, frame: dict[str, Any]) -> None:
+        """Send a job's frame to the waiting rooms opened on this instance of it. Rooms opened on
+        an earlier instance (the job was deleted and created again under its id) get a `gone`
+        frame, outside the topic's sequence, and leave the topic."""
+        topic = f"waiting:{job_id}"
+        listeners = self.listeners.get(topic, set())
+        stale = {listener for listener in listeners if self.waiting_instance.get(listener) != frame.get("createdAt")}
+        if stale and frame.get("status") != "gone":
+            for listener in stale:
+                self.subscribe(listener, self.topics_of.get(listener, set()) - {topic})
+            gone = {"type": "waiting", "status": "gone", "serverTime": frame["serverTime"]}
+            await self._send(stale, json.dumps(gone, separators=(",", ":")))
+            listeners = listeners - stale
+        self._track_waiting(job_id, frame)
+        await self._send(listeners, self._stamp(topic, frame))
 
     def _track_waiting(self, job_id: str, frame: dict[str, Any]) -> None:
         for jobs in self.waiting_by_queue.values():

@@ -16,13 +16,14 @@ django_asgi_app = ASGIStaticFilesHandler(SyncChainASGIHandler())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from agents.routing import websocket_urlpatterns  # noqa: E402
+from jobrouter.origins import RouterOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Only pages of the allowed origins may open a socket (JOBROUTER_ALLOWED_ORIGINS).
+        "websocket": RouterOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -69,6 +69,11 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Pages allowed to open websockets (jobrouter/origins.py); empty: derived from ALLOWED_HOSTS.
+JOBROUTER_ALLOWED_ORIGINS = env_list("JOBROUTER_ALLOWED_ORIGINS", [])
+if "*" in JOBROUTER_ALLOWED_ORIGINS and not DEBUG:
+    raise ImproperlyConfigured("JOBROUTER_ALLOWED_ORIGINS=* lets any web page drive a logged-in desk; "
+                               "list the origins (https://desk.example.com) or use same-origin.")
 
 # Local state (SQLite file, generated keys) lives here, outside version control.
 VAR_DIR = Path(env_str("JOBROUTER_VAR_DIR", str(BASE_DIR / "var")))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -19,6 +20,13 @@ from django.db.models import Q
 
 def new_etag() -> str:
     return uuid.uuid4().hex
+
+
+def touched(now: datetime) -> dict[str, Any]:
+    """The columns of a modification at `now`, for `QuerySet.update(**touched(now), ...)`: a new
+    ETag and Last-Modified (`updated_at`) always change together (`RouterResource.touch` is the
+    same for a loaded row)."""
+    return {"etag": new_etag(), "updated_at": now}
 
 
 class JobStatus(models.TextChoices):
@@ -71,10 +79,10 @@ class RouterResource(models.Model):
     class Meta:
         abstract = True
 
-    def touch(self, now) -> None:
-        """Mark the row as modified (new ETag, Last-Modified = now)."""
-        self.etag = new_etag()
-        self.updated_at = now
+    def touch(self, now: datetime) -> None:
+        """Mark the row as modified (new ETag, Last-Modified = now); see `touched`."""
+        for name, value in touched(now).items():
+            setattr(self, name, value)
 
     def __str__(self) -> str:
         return self.id

@@ -13,12 +13,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from routing.errors import RouterError
-from routing.models import Assignment, Job, JobStatus, Offer, OfferStatus, Worker
+from routing.models import Assignment, Job, JobStatus, Offer, OfferStatus, Worker, WorkerQueue
 from routing.services.common import retry_on_deadlock
 from routing.services.jobs import job_close, job_complete
 from routing.services.matching import match_job
 from routing.services.offers import offer_accept, offer_expire
-from routing.services.workers import worker_upsert
+from routing.services.workers import worker_serve_queue, worker_stop_serving, worker_upsert
 from tests import factories
 from routing.patches import WorkerPatch
 
@@ -189,6 +189,25 @@ def test_two_workers_freed_at_once_never_get_the_same_job():
     offers = open_offers()
     assert sorted(o.job_id for o in offers) == ["waiting1", "waiting2"]
     assert sorted(o.worker_id for o in offers) == ["w1", "w2"]
+
+
+def test_an_agent_starting_and_stopping_queues_at_once_loses_no_queue():
+    """Start and stop read the worker's queue list and write it back: without the worker row
+    lock, two starts read the same list and the second write drops the first's queue."""
+    for q in ("q1", "q2", "q3", "q4"):
+        factories.queue_with_policy(q)
+    factories.worker("w1", queues=["q1"])
+    for _round in range(10):
+        worker_upsert(worker_id="w1", patch=WorkerPatch(queues=["q1"]))
+        results = run_together(
+            lambda: worker_serve_queue(worker_id="w1", queue_id="q2", priority=2),
+            lambda: worker_serve_queue(worker_id="w1", queue_id="q3", priority=3),
+            lambda: worker_serve_queue(worker_id="w1", queue_id="q4"),
+            lambda: worker_stop_serving(worker_id="w1", queue_id="q1"),
+        )
+        assert not [r for r in results if isinstance(r, Exception)], results
+        served = dict(WorkerQueue.objects.filter(worker_id="w1").values_list("queue_id", "priority"))
+        assert served == {"q2": 2, "q3": 3, "q4": 0}
 
 
 def test_accepts_through_two_server_processes_give_exactly_one_assignment(django_db_setup, request):

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from routing.models import Assignment, Job, JobStatus, TimerKind, Worker, new_etag
+from routing.models import Assignment, Job, JobStatus, TimerKind, Worker, touched
 from routing.services.common import owe
 from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
@@ -45,7 +45,7 @@ def assign_locked(job: Job, *, worker_id: str, channel_id: str, cost: int, now: 
     job.touch(now)
     job.save(update_fields=["status", "etag", "updated_at"])
     revoke_offers(Q(job_id=job.pk), now)
-    Worker.objects.filter(pk=worker_id).update(etag=new_etag(), idle_since=None)
+    Worker.objects.filter(pk=worker_id).update(**touched(now), idle_since=None)
     notify_changed(workers=[worker_id], jobs=[job.pk], now=now)
     return AcceptResult(assignment_id=str(assignment.pk), job_id=job.pk, worker_id=worker_id)
 

@@ -29,6 +29,7 @@ from routing.models import (
     RouterTimer,
     TimerKind,
     Worker,
+    touched,
 )
 from routing.patches import UNSET, JobPatch, apply_labels, resolve_matching_mode
 from routing.services.assignment import close_locked, worker_released
@@ -372,7 +373,7 @@ def job_complete(
         append_note(job, note, now)
         job.touch(now)
         job.save()
-        Worker.objects.filter(pk=assignment.worker_id).update(etag=job.etag)
+        Worker.objects.filter(pk=assignment.worker_id).update(**touched(now))
     return job
 
 

@@ -57,7 +57,7 @@ from routing.models import (
     Worker,
     WorkerChannel,
     WorkerQueue,
-    new_etag,
+    touched,
 )
 from routing.services.notify import notify_changed
 from routing.services.remote_rules import call_remote_rule
@@ -333,7 +333,7 @@ def _offer_locked(
                 offered.append(candidate.worker_id)
         if offered:
             notify_changed(workers=offered, jobs=[job.pk], now=now)
-            Job.objects.filter(pk=job.pk).update(etag=new_etag())
+            Job.objects.filter(pk=job.pk).update(**touched(now))
             if dist.mode.get("kind") == "roundRobin":
                 Queue.objects.filter(pk=dist.queue.pk).update(last_offered_worker_id=offered[-1])
     return offered
@@ -358,7 +358,7 @@ def issue_offer(
     )
     if expires_at is not None:
         RouterTimer.objects.create(kind=TimerKind.OFFER_EXPIRY, target_id=str(offer.pk), due_at=expires_at)
-    Worker.objects.filter(pk=worker_id).update(etag=new_etag())
+    Worker.objects.filter(pk=worker_id).update(**touched(now))
     return offer
 
 
@@ -492,7 +492,7 @@ def revoke_offers(offers: Q, now: datetime) -> list[tuple[str, str]]:
         ):
             revoked.append((str(offer_id), job_id))
             workers.append(worker_id)
-            Worker.objects.filter(pk=worker_id).update(etag=new_etag())
+            Worker.objects.filter(pk=worker_id).update(**touched(now))
     if revoked:
         notify_changed(workers=workers, jobs=[job_id for _, job_id in revoked], now=now)
     return revoked

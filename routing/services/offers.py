@@ -9,7 +9,7 @@ from django.db import transaction
 
 from routing.clock import clock
 from routing.errors import Conflict, NotFound
-from routing.models import Job, JobDecline, JobStatus, Offer, OfferStatus, RouterTimer, TimerKind, Worker, new_etag
+from routing.models import Job, JobDecline, JobStatus, Offer, OfferStatus, RouterTimer, TimerKind, Worker, touched
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked
 from routing.services.common import owe, parse_uuid, retry_on_deadlock
 from routing.services.matching import match_job
@@ -70,8 +70,8 @@ def offer_decline(
         JobDecline.objects.update_or_create(job_id=offer.job_id, worker_id=worker_id, defaults={"retry_offer_at": retry_offer_at})
         if retry_offer_at is not None and retry_offer_at > now:
             RouterTimer.objects.create(kind=TimerKind.DECLINE_RETRY, target_id=offer.job_id, due_at=retry_offer_at)
-        Worker.objects.filter(pk=worker_id).update(etag=new_etag())
-        Job.objects.filter(pk=offer.job_id).update(etag=new_etag())
+        Worker.objects.filter(pk=worker_id).update(**touched(now))
+        Job.objects.filter(pk=offer.job_id).update(**touched(now))
         notify_changed(workers=[worker_id], jobs=[offer.job_id], now=now)
         owe(TimerKind.MATCH_JOB, offer.job_id, now)
         owe(TimerKind.MATCH_WORKER, worker_id, now)
@@ -95,7 +95,7 @@ def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
             status=OfferStatus.EXPIRED, ended_at=now
         ):
             return False
-        Job.objects.filter(pk=offer["job_id"]).update(etag=new_etag())
+        Job.objects.filter(pk=offer["job_id"]).update(**touched(now))
         worker = Worker.objects.select_for_update().filter(pk=offer["worker_id"]).first()
         if worker is not None:
             deregister_locked(worker, now)

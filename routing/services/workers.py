@@ -125,30 +125,40 @@ def worker_link_user(*, worker_id: str, user: User | None) -> None:
         worker.save(update_fields=["user"])
 
 
-def _served_queues(worker_id: str) -> list[str]:
+def _lock_served_queues(worker_id: str) -> list[str]:
+    """Lock the worker row and return the queues it serves, in order. The caller's transaction
+    holds the lock until it has written the new list: two starts (or a start and a stop) of one
+    worker's queues then run one after the other, and neither writes a list read before the
+    other's change (a lost queue). NotFound (404) for an unknown worker."""
+    locked_get(Worker, worker_id, what="Worker")
     return list(WorkerQueue.objects.filter(worker_id=worker_id).order_by("position").values_list("queue_id", flat=True))
 
 
 @retry_on_deadlock
 def worker_serve_queue(*, worker_id: str, queue_id: str, priority: int = 0, now: datetime | None = None) -> Worker:
     """Start serving a queue with a per-queue agent priority (seed 002 Q10, `startService2`),
-    or change the priority of a queue already served. NotFound (404) for an unknown queue."""
+    or change the priority of a queue already served. NotFound (404) for an unknown worker or
+    queue. The worker row is locked while its queue list is read and rewritten."""
+    now = clock(now)
     if not Queue.objects.filter(pk=queue_id).exists():
         raise NotFound(f"Queue {queue_id!r} was not found.")
-    current = _served_queues(worker_id)
-    queues = current if queue_id in current else [*current, queue_id]
-    worker, _ = worker_upsert(
-        worker_id=worker_id, patch=WorkerPatch(queues=queues, queue_priorities={queue_id: priority}), now=now
-    )
+    with transaction.atomic():
+        current = _lock_served_queues(worker_id)
+        queues = current if queue_id in current else [*current, queue_id]
+        worker, _ = worker_upsert(
+            worker_id=worker_id, patch=WorkerPatch(queues=queues, queue_priorities={queue_id: priority}), now=now
+        )
     return worker
 
 
 @retry_on_deadlock
 def worker_stop_serving(*, worker_id: str, queue_id: str, now: datetime | None = None) -> Worker:
-    """Stop serving a queue (seed 002 Q10, `stopService`); open offers from it are revoked."""
+    """Stop serving a queue (seed 002 Q10, `stopService`); open offers from it are revoked.
+    NotFound (404) for an unknown worker. The worker row is locked while its queue list is read
+    and rewritten."""
     now = clock(now)
-    current = _served_queues(worker_id)
     with transaction.atomic():
+        current = _lock_served_queues(worker_id)
         worker, _ = worker_upsert(
             worker_id=worker_id, patch=WorkerPatch(queues=[q for q in current if q != queue_id]), now=now
         )
