@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from routing import limits
 from routing import validation as v
 from routing.clock import clock
 from routing.engine.rules import Classification, classify
@@ -70,6 +71,8 @@ def _evaluate(job: Job) -> tuple[Classification | None, str | None]:
 
 def _fail(job: Job, error: str, now: datetime) -> str:
     job.status = JobStatus.CLASSIFICATION_FAILED
+    # Messages quote rule answers and expressions: what is stored (and every GET returns) stays short.
+    error = limits.truncate(error)
     job.classification_error = error
     logger.info("job %s classification failed: %s", job.pk, error)
     notify_changed(jobs=[job.pk], now=now)
