@@ -50,8 +50,9 @@ MAX_WORKER_QUEUES = 1000  # queues one worker serves
 MAX_QUERY_TOKEN_LENGTH = 4096  # continuationToken
 
 # --- date-times -------------------------------------------------------------------------------
-# Any date-time a client sends, once converted to UTC.
-EARLIEST_DATETIME = datetime(1900, 1, 1, tzinfo=timezone.utc)
+# Any date-time a client sends, once converted to UTC. The earliest is datetime.min, which the
+# official SDK tests send as a retryOfferAt in the past; year 1 at +14:00 lies before it.
+EARLIEST_DATETIME = datetime.min.replace(tzinfo=timezone.utc)
 LATEST_DATETIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 # --- expressions (routing.engine.expressions) -------------------------------------------------

@@ -210,7 +210,7 @@ def test_a_note_dated_year_1_at_plus_14_is_refused(router_clock, access_key):
     assert error["target"] == "notes[0].addedAt"
 
 
-@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-14:00", "1899-12-31T23:59:59Z"])
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-14:00", "9000-01-01T00:00:00Z"])
 def test_schedule_times_outside_the_supported_range_are_refused(router_clock, access_key, moment):
     make_queue(access_key)
     body = {"channelId": "voice", "queueId": "q-1", "matchingMode": {"kind": "scheduleAndSuspend", "scheduleAt": moment}}

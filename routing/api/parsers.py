@@ -2,8 +2,9 @@
 
 Every body is decoded by `load_json`, which refuses what would reach the engine as a value no
 code expects: `NaN`/`Infinity` and numbers that overflow a double (Python reads `1e999` as
-infinity), integer literals over `MAX_INTEGER_DIGITS` digits, and nesting deeper than
-`limits.MAX_JSON_DEPTH` (Python's decoder would raise RecursionError near 1,000 levels). Each is a
+infinity), integer literals over `MAX_INTEGER_DIGITS` digits, nesting deeper than
+`limits.MAX_JSON_DEPTH` (Python's decoder would raise RecursionError near 1,000 levels), and
+strings no database stores (NUL, lone surrogates). Each is a
 ParseError: 400 with the ACS error body (`routing.api.errors`). Size and media type are checked
 before parsing, by `routing.api.middleware.RequestLimitsMiddleware` (413, 415).
 """
@@ -42,21 +43,27 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _depth_exceeds(data: Any, limit: int) -> bool:
-    """True when arrays and objects nest deeper than `limit` (iterative: no recursion limit)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+def _structure_problem(data: Any, limit: int) -> str | None:
+    """Why `data` may not enter the router, or None: arrays and objects nested deeper than
+    `limit`, or a string (value or key) holding NUL, which PostgreSQL text cannot store.
+    Iterative, so no depth reaches Python's recursion limit."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "strings may not contain NUL (\\u0000)"
+            continue
         if isinstance(value, dict):
-            children = value.values()
+            children: Any = [*value.keys(), *value.values()]
         elif isinstance(value, list):
             children = value
         else:
             continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
+        if depth >= limit:
+            return f"JSON nests arrays and objects deeper than {limit} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def load_json(text: str | bytes) -> Any:
@@ -68,15 +75,15 @@ def load_json(text: str | bytes) -> Any:
     """
     try:
         data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
+        # A lone surrogate ("\ud800") is valid JSON but no database stores it: encode once, in C.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
     except RecursionError:
-        data = None
-        too_deep = True
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ParseError(f"JSON nests arrays and objects deeper than {limits.MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and UnicodeEncodeError are ValueErrors
         raise ParseError(f"JSON parse error - {limits.truncate(str(exc), limits.MAX_STORED_ERROR_LENGTH)}") from None
-    else:
-        too_deep = _depth_exceeds(data, limits.MAX_JSON_DEPTH)
-    if too_deep:
-        raise ParseError(f"JSON nests arrays and objects deeper than {limits.MAX_JSON_DEPTH} levels")
+    problem = _structure_problem(data, limits.MAX_JSON_DEPTH)
+    if problem is not None:
+        raise ParseError(problem)
     return data
 
 

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from routing import clock, limits, queries
 from routing import validation as v
-from routing.api import wire
+from routing.api import openapi, wire
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
 from routing.errors import InvalidRequest, NotFound
 from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
@@ -55,6 +55,8 @@ def check_path_ids(kwargs: dict[str, Any], *, with_verb: bool) -> None:
     InvalidRequest (400) otherwise, before any query sees them."""
     longest = limits.MAX_ID_LENGTH + (MAX_VERB_LENGTH if with_verb else 0)
     for name, value in kwargs.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"The {name} in the path contains NUL.", target=name)
         if isinstance(value, str) and len(value) > longest:
             raise InvalidRequest(
                 f"The {name} in the path is {len(value)} characters long; at most {limits.MAX_ID_LENGTH} are allowed.",
@@ -72,6 +74,8 @@ class RouterView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         check_path_ids(kwargs, with_verb=request.method == "POST")
+        if any("\x00" in key or "\x00" in value for key, value in request.query_params.items()):
+            raise InvalidRequest("Query parameters may not contain NUL.")
         self.now = clock.now()
         version = request.query_params.get("api-version")
         if not version:
@@ -429,3 +433,11 @@ class OfferActionView(RouterView):
             now=self.now,
         )
         return Response({})
+
+
+class OpenApiView(APIView):
+    """GET /routing/openapi.json: the OpenAPI 3 document of this API (routing.api.openapi);
+    no api-version needed, HMAC-signed like every /routing request."""
+
+    def get(self, request: Request) -> Response:
+        return Response(openapi.document())
