@@ -244,10 +244,9 @@ def _operation(operation_id: str, *, success: str = "200", body: str | None = No
     return op
 
 
-def _resource(path_param: str, schema: str, name: str, *, verbs: dict[str, tuple[str, str | None]] | None = None
-              ) -> dict[str, Any]:
+def _resource(path_param: str, schema: str, name: str) -> dict[str, Any]:
     """Paths of one upsertable resource: GET / PATCH (upsert, 200 or 201) / DELETE, and colon verbs."""
-    item = {
+    item: dict[str, Any] = {
         "parameters": [_param(path_param)],
         "get": _operation(f"get{name}"),
         "patch": _operation(f"upsert{name}", body=schema, media=MERGE_PATCH),
