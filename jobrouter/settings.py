@@ -163,6 +163,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /routing bodies: 413 over DATA_UPLOAD_MAX_MEMORY_SIZE, 415 unless JSON; before HMAC reads them.
+    "routing.api.middleware.RequestLimitsMiddleware",
     "routing.api.auth.HmacAuthenticationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -173,6 +175,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "jobrouter.urls"
+# Largest request body (routing.limits.MAX_BODY_BYTES): the API answers 413 beyond it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # Azure ids may contain characters CommonMiddleware would "fix"; never redirect API calls.
 APPEND_SLASH = False
 

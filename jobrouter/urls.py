@@ -17,3 +17,6 @@ urlpatterns = [
 ]
 
 handler404 = "routing.api.errors.not_found_json"
+# API paths answer the ACS error body for failures outside the views too (Django pages elsewhere).
+handler400 = "routing.api.errors.bad_request"
+handler500 = "routing.api.errors.server_error"

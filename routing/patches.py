@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, TypeVar
 
+from routing import limits
 from routing import validation as v
 from routing.errors import InvalidRequest
 
@@ -46,7 +47,7 @@ def _non_null(body: dict[str, Any], key: str, parse: Callable[[Any, str], T]) ->
 
 def label_patch(value: Any, where: str) -> LabelPatch:
     """Validate a label/tag map patch (values checked, nulls kept to remove keys)."""
-    obj = v.require_object(value, where)
+    obj = v.label_map(value, where)
     return {key: None if val is None else v.label_value(val, f"{where}.{key}") for key, val in obj.items()}
 
 
@@ -78,12 +79,25 @@ def _list_of(parse: Callable[[Any, str], T]) -> Callable[[Any, str], list[T]]:
     return parse_list
 
 
-def _int(value: Any, where: str) -> int:
-    return v.optional_int(value, where) or 0
+def _job_priority(value: Any, where: str) -> int:
+    return v.optional_job_priority(value, where) or 0
+
+
+def _queue_priority(value: Any, where: str) -> int:
+    """Extension priorities (queue, a worker's per-queue): integers in −1000..1000."""
+    return v.optional_int(value, where, minimum=limits.MIN_QUEUE_PRIORITY, maximum=limits.MAX_QUEUE_PRIORITY) or 0
 
 
 def _name(value: Any, where: str) -> str:
-    return v.optional_string(value, where) or ""
+    return v.optional_id(value, where) or ""
+
+
+def _description(value: Any, where: str) -> str:
+    return v.optional_string(value, where, max_length=limits.MAX_NOTE_LENGTH) or ""
+
+
+def _capacity(value: Any, where: str) -> int:
+    return v.optional_int(value, where, minimum=0, maximum=limits.MAX_CAPACITY) or 0
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -111,17 +125,17 @@ class JobPatch:
         """Parse a RouterJob body; notes without `addedAt` are stamped `now`."""
         return cls(
             channel_reference=_field(body, "channelReference", v.optional_string),
-            channel_id=_field(body, "channelId", v.optional_string),
-            queue_id=_field(body, "queueId", v.optional_string),
-            classification_policy_id=_field(body, "classificationPolicyId", v.optional_string),
-            priority=_non_null(body, "priority", _int),
+            channel_id=_field(body, "channelId", v.optional_id),
+            queue_id=_field(body, "queueId", v.optional_id),
+            classification_policy_id=_field(body, "classificationPolicyId", v.optional_id),
+            priority=_non_null(body, "priority", _job_priority),
             requested_worker_selectors=_field(
                 body, "requestedWorkerSelectors", lambda val, where: v.worker_selectors(val or [], where)
             ),
             labels=_non_null(body, "labels", label_patch),
             tags=_non_null(body, "tags", label_patch),
             notes=_field(body, "notes", lambda val, where: v.notes(val or [], where, now)),
-            disposition_code=_field(body, "dispositionCode", v.optional_string),
+            disposition_code=_field(body, "dispositionCode", v.optional_id),
             matching_mode=_non_null(body, "matchingMode", _object_patch),
         )
 
@@ -153,28 +167,35 @@ def _channels(value: Any, where: str) -> list[ChannelSpec]:
         channel_id = v.required_string(obj, "channelId", at)
         if any(c.channel_id == channel_id for c in channels):
             raise InvalidRequest(f"{at}.channelId {channel_id!r} is listed twice.", target=at)
-        cost = v.optional_int(obj.get("capacityCostPerJob"), f"{at}.capacityCostPerJob", minimum=0)
+        cost = v.optional_int(
+            obj.get("capacityCostPerJob"), f"{at}.capacityCostPerJob", minimum=0, maximum=limits.MAX_CAPACITY
+        )
         if cost is None:
             raise InvalidRequest(f"{at}.capacityCostPerJob is required.", target=f"{at}.capacityCostPerJob")
-        max_jobs = v.optional_int(obj.get("maxNumberOfJobs"), f"{at}.maxNumberOfJobs", minimum=1)
+        max_jobs = v.optional_int(obj.get("maxNumberOfJobs"), f"{at}.maxNumberOfJobs", minimum=1, maximum=limits.MAX_CAPACITY)
         channels.append(ChannelSpec(channel_id, cost, max_jobs))
     return channels
 
 
 def _queue_ids(value: Any, where: str) -> list[str]:
     queues: list[str] = []
-    for i, item in enumerate(v.require_list(value or [], where)):
-        queue_id = v.optional_string(item, f"{where}[{i}]")
+    for i, item in enumerate(v.require_list(value or [], where, max_items=limits.MAX_WORKER_QUEUES)):
+        queue_id = v.optional_id(item, f"{where}[{i}]")
         if not queue_id:
             raise InvalidRequest(f"{where}[{i}] must be a queue id.", target=where)
-        if queue_id not in queues:
-            queues.append(queue_id)
-    return queues
+        queues.append(queue_id)
+    # dict.fromkeys keeps the order and drops repeats in linear time.
+    return list(dict.fromkeys(queues))
 
 
 def _queue_priorities(value: Any, where: str) -> dict[str, int]:
     raw = v.require_object(value, where)
-    return {k: (v.optional_int(val, f"{where}.{k}") or 0) for k, val in raw.items() if val is not None}
+    if len(raw) > limits.MAX_WORKER_QUEUES:
+        raise InvalidRequest(f"{where} has more than {limits.MAX_WORKER_QUEUES} queues.", target=where)
+    return {
+        v.optional_id(k, f"{where} key") or k: _queue_priority(val, f"{where}.{k}")
+        for k, val in raw.items() if val is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -193,7 +214,7 @@ class WorkerPatch:
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> WorkerPatch:
         return cls(
-            capacity=_field(body, "capacity", lambda val, where: v.optional_int(val, where, minimum=0) or 0),
+            capacity=_field(body, "capacity", _capacity),
             labels=_non_null(body, "labels", label_patch),
             tags=_non_null(body, "tags", label_patch),
             available_for_offers=_field(body, "availableForOffers", lambda val, where: bool(v.optional_bool(val, where))),
@@ -222,7 +243,7 @@ class DistributionPolicyPatch:
         return cls(
             name=_field(body, "name", _name),
             offer_expires_after_seconds=_field(
-                body, "offerExpiresAfterSeconds", lambda val, where: v.optional_number(val, where, minimum=0)
+                body, "offerExpiresAfterSeconds", v.optional_duration
             ),
             mode=_non_null(body, "mode", _object_patch),
         )
@@ -255,7 +276,7 @@ class ClassificationPolicyPatch:
     def from_wire(cls, body: dict[str, Any]) -> ClassificationPolicyPatch:
         return cls(
             name=_field(body, "name", _name),
-            fallback_queue_id=_field(body, "fallbackQueueId", v.optional_string),
+            fallback_queue_id=_field(body, "fallbackQueueId", v.optional_id),
             queue_selector_attachments=_field(
                 body, "queueSelectorAttachments", _list_of(v.queue_selector_attachment)
             ),
@@ -315,11 +336,11 @@ class QueuePatch:
     def from_wire(cls, body: dict[str, Any]) -> QueuePatch:
         return cls(
             name=_field(body, "name", _name),
-            description=_field(body, "description", _name),
-            distribution_policy_id=_field(body, "distributionPolicyId", v.optional_string),
-            exception_policy_id=_field(body, "exceptionPolicyId", v.optional_string),
+            description=_field(body, "description", _description),
+            distribution_policy_id=_field(body, "distributionPolicyId", v.optional_id),
+            exception_policy_id=_field(body, "exceptionPolicyId", v.optional_id),
             labels=_non_null(body, "labels", label_patch),
-            priority=_field(body, "priority", _int),
+            priority=_field(body, "priority", _queue_priority),
         )
 
     def check_complete(self, *, created: bool) -> None:

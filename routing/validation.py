@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from django.utils.dateparse import parse_datetime
 
+from routing import limits
 from routing.engine.expressions import ExpressionError, compile_expression
 from routing.errors import InvalidRequest
 
@@ -45,28 +46,52 @@ def require_object(value: Any, where: str) -> dict:
     return value
 
 
-def require_list(value: Any, where: str) -> list:
+def require_list(value: Any, where: str, *, max_items: int = limits.MAX_LIST_ITEMS) -> list:
+    """A JSON array of at most `max_items` items (default `limits.MAX_LIST_ITEMS`)."""
     if not isinstance(value, list):
         raise InvalidRequest(f"{where} must be a JSON array.", target=where)
+    if len(value) > max_items:
+        raise InvalidRequest(f"{where} has {len(value)} items; at most {max_items} are allowed.", target=where)
     return value
 
 
-def optional_string(value: Any, where: str) -> str | None:
+def optional_string(value: Any, where: str, *, max_length: int = limits.MAX_TEXT_LENGTH) -> str | None:
+    """A string of at most `max_length` characters (default `limits.MAX_TEXT_LENGTH`), or None."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"{where} must be a string.", target=where)
+    if len(value) > max_length:
+        raise InvalidRequest(
+            f"{where} is {len(value)} characters long; at most {max_length} are allowed.", target=where
+        )
     return value
 
 
-def required_string(obj: dict, key: str, where: str) -> str:
-    value = optional_string(obj.get(key), f"{where}.{key}")
+def optional_id(value: Any, where: str) -> str | None:
+    """An id (of a queue, policy, channel, rule…): a string of at most `limits.MAX_ID_LENGTH`."""
+    return optional_string(value, where, max_length=limits.MAX_ID_LENGTH)
+
+
+def required_string(obj: dict, key: str, where: str, *, max_length: int = limits.MAX_ID_LENGTH) -> str:
+    """A non-empty string field of at most `max_length` characters (default: an id's bound)."""
+    value = optional_string(obj.get(key), f"{where}.{key}", max_length=max_length)
     if not value:
         raise InvalidRequest(f"{where}.{key} is required.", target=f"{where}.{key}")
     return value
 
 
-def optional_int(value: Any, where: str, *, minimum: int | None = None) -> int | None:
+def _check_range(value: float, where: str, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise InvalidRequest(f"{where} must be at least {minimum:g}.", target=where)
+    if maximum is not None and value > maximum:
+        raise InvalidRequest(f"{where} must be at most {maximum:g}.", target=where)
+
+
+def optional_int(
+    value: Any, where: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    """An integer within the int32 range and [minimum, maximum]; JSON's 3.0 is accepted as 3."""
     if value is None:
         return None
     # JSON has one number type; accept 3.0 for 3 but not 3.5 or true.
@@ -77,19 +102,30 @@ def optional_int(value: Any, where: str, *, minimum: int | None = None) -> int |
     value = int(value)
     if not -(2**31) <= value < 2**31:
         raise InvalidRequest(f"{where} is out of the int32 range.", target=where)
-    if minimum is not None and value < minimum:
-        raise InvalidRequest(f"{where} must be at least {minimum}.", target=where)
+    _check_range(value, where, minimum, maximum)
     return value
 
 
-def optional_number(value: Any, where: str, *, minimum: float | None = None) -> float | int | None:
+def optional_number(
+    value: Any, where: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float | int | None:
+    """A finite JSON number within [minimum, maximum], or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidRequest(f"{where} must be a number.", target=where)
-    if minimum is not None and value < minimum:
-        raise InvalidRequest(f"{where} must be at least {minimum}.", target=where)
+    _check_range(value, where, minimum, maximum)
     return value
+
+
+def optional_duration(value: Any, where: str) -> float | int | None:
+    """A duration in seconds: finite, 0 ≤ x ≤ `limits.MAX_DURATION_SECONDS` (10 years), or None."""
+    return optional_number(value, where, minimum=0, maximum=limits.MAX_DURATION_SECONDS)
+
+
+def optional_job_priority(value: Any, where: str) -> int | None:
+    """A job priority: an integer in −100..100 (ACS RouterJob.priority), or None."""
+    return optional_int(value, where, minimum=limits.MIN_JOB_PRIORITY, maximum=limits.MAX_JOB_PRIORITY)
 
 
 def optional_bool(value: Any, where: str) -> bool | None:
@@ -106,15 +142,32 @@ def optional_datetime(value: Any, where: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"{where} must be an RFC 3339 date-time string.", target=where)
+    if len(value) > 64:
+        raise InvalidRequest(f"{where} is not a valid RFC 3339 date-time.", target=where)
     try:
         parsed = parse_datetime(value)
     except ValueError:
         parsed = None
     if parsed is None:
-        raise InvalidRequest(f"{where} is not a valid RFC 3339 date-time: {value!r}.", target=where)
+        raise InvalidRequest(f"{where} is not a valid RFC 3339 date-time: {quoted(value)}.", target=where)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt_timezone.utc)
+    try:
+        # Year 1 at +14:00 is a valid string whose UTC instant lies before datetime.min.
+        in_utc = parsed.astimezone(dt_timezone.utc)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not limits.EARLIEST_DATETIME <= in_utc < limits.LATEST_DATETIME:
+        raise InvalidRequest(
+            f"{where} must lie between {limits.EARLIEST_DATETIME.date()} and {limits.LATEST_DATETIME.date()} UTC.",
+            target=where,
+        )
     return parsed
+
+
+def quoted(value: Any) -> str:
+    """`repr(value)` cut to `limits.MAX_QUOTED_VALUE_LENGTH`: how an error message quotes input."""
+    return limits.truncate(repr(value), limits.MAX_QUOTED_VALUE_LENGTH)
 
 
 def kind_of(obj: dict, allowed: tuple[str, ...], where: str) -> str:
@@ -126,7 +179,7 @@ def kind_of(obj: dict, allowed: tuple[str, ...], where: str) -> str:
         if candidate.lower() == kind.lower():
             return candidate
     raise InvalidRequest(
-        f"{where}.kind {raw!r} is not supported (one of {', '.join(allowed)}).", target=f"{where}.kind"
+        f"{where}.kind {quoted(raw)} is not supported (one of {', '.join(allowed)}).", target=f"{where}.kind"
     )
 
 
@@ -137,19 +190,43 @@ def label_operator(value: Any, where: str) -> str:
     for candidate in LABEL_OPERATORS:
         if candidate.lower() == value.lower():
             return candidate
-    raise InvalidRequest(f"{where} {value!r} is not one of {', '.join(LABEL_OPERATORS)}.", target=where)
+    raise InvalidRequest(f"{where} {quoted(value)} is not one of {', '.join(LABEL_OPERATORS)}.", target=where)
 
 
 def label_value(value: Any, where: str) -> Any:
-    """Labels, tags and selector values hold JSON primitives (string, number, boolean)."""
-    if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+    """Labels, tags and selector values hold JSON primitives: a string of at most
+    `limits.MAX_TEXT_LENGTH` characters, a boolean, or a finite number with |x| ≤ 1e15."""
+    if isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return optional_string(value, where)
+    if isinstance(value, (int, float)) and math.isfinite(value) and abs(value) <= limits.MAX_LABEL_NUMBER:
+        return value
+    if isinstance(value, (int, float)):
+        raise InvalidRequest(
+            f"{where} must be a finite number between -{limits.MAX_LABEL_NUMBER:g} and {limits.MAX_LABEL_NUMBER:g}.",
+            target=where,
+        )
     raise InvalidRequest(f"{where} must be a string, number or boolean.", target=where)
+
+
+def label_map(value: Any, where: str) -> dict:
+    """A label/tag map (or its patch) of at most `limits.MAX_LABELS` keys of at most
+    `limits.MAX_ID_LENGTH` characters; values are not checked here."""
+    obj = require_object(value, where)
+    if len(obj) > limits.MAX_LABELS:
+        raise InvalidRequest(f"{where} has {len(obj)} keys; at most {limits.MAX_LABELS} are allowed.", target=where)
+    for key in obj:
+        if len(key) > limits.MAX_ID_LENGTH:
+            raise InvalidRequest(
+                f"{where} has a key of {len(key)} characters; at most {limits.MAX_ID_LENGTH} are allowed.", target=where
+            )
+    return obj
 
 
 def merge_label_map(current: dict, patch: Any, where: str) -> dict:
     """RFC 7396 merge of a label/tag map: keys merge one by one, a null value removes the key."""
-    patch = require_object(patch, where)
+    patch = label_map(patch, where)
     merged = dict(current)
     for key, value in patch.items():
         if value is None:
@@ -206,7 +283,7 @@ def worker_selector(value: Any, where: str, *, with_defaults: bool = True) -> di
     }
     if obj.get("value") is not None:
         result["value"] = label_value(obj.get("value"), f"{where}.value")
-    expires = optional_number(obj.get("expiresAfterSeconds"), f"{where}.expiresAfterSeconds", minimum=0)
+    expires = optional_duration(obj.get("expiresAfterSeconds"), f"{where}.expiresAfterSeconds")
     if expires is not None:
         result["expiresAfterSeconds"] = expires
     expedite = optional_bool(obj.get("expedite"), f"{where}.expedite")
@@ -228,15 +305,27 @@ def worker_selectors(value: Any, where: str, *, with_defaults: bool = True) -> l
 # --- rules -----------------------------------------------------------------------------------
 
 
+def bounded_json(value: Any, where: str, depth: int = 0) -> Any:
+    """Any JSON value whose strings and numbers obey the label bounds, within
+    `limits.MAX_LIST_ITEMS` items or `limits.MAX_LABELS` keys per level (a static rule's value)."""
+    if depth > limits.MAX_JSON_DEPTH:
+        raise InvalidRequest(f"{where} is nested too deeply.", target=where)
+    if isinstance(value, list):
+        return [bounded_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(require_list(value, where))]
+    if isinstance(value, dict):
+        return {k: bounded_json(item, f"{where}.{k}", depth + 1) for k, item in label_map(value, where).items()}
+    return None if value is None else label_value(value, where)
+
+
 def _static_rule(obj: dict, where: str) -> dict:
     result: dict[str, Any] = {"kind": "static"}
     if obj.get("value") is not None:
-        result["value"] = obj["value"]
+        result["value"] = bounded_json(obj["value"], f"{where}.value")
     return result
 
 
 def _expression_rule(obj: dict, where: str) -> dict:
-    source = required_string(obj, "expression", where)
+    source = required_string(obj, "expression", where, max_length=limits.MAX_EXPRESSION_LENGTH)
     language = obj.get("language") or "powerFx"
     if not isinstance(language, str) or language.lower() != "powerfx":
         raise InvalidRequest(f"{where}.language must be powerFx.", target=f"{where}.language")
@@ -248,7 +337,7 @@ def _expression_rule(obj: dict, where: str) -> dict:
 
 
 def _credential(obj: dict, key: str, fields: tuple[str, ...], where: str) -> dict[str, str | None]:
-    cred = require_object(obj[key], f"{where}.{key}")
+    cred = label_map(obj[key], f"{where}.{key}")
     return {k: optional_string(cred.get(k), f"{where}.{key}.{k}") for k in fields if cred.get(k) is not None}
 
 
@@ -286,7 +375,7 @@ def rule(value: Any, where: str) -> dict:
 
 
 def _uri(obj: dict, key: str, where: str) -> str:
-    value = required_string(obj, key, where)
+    value = required_string(obj, key, where, max_length=limits.MAX_URI_LENGTH)
     if not value.lower().startswith(("http://", "https://")):
         raise InvalidRequest(f"{where}.{key} must be an http(s) URI.", target=f"{where}.{key}")
     return value
@@ -299,8 +388,12 @@ def distribution_mode(value: Any, where: str = "mode") -> dict:
     """A DistributionMode with its defaults: min/max concurrent offers 1, bypassSelectors false."""
     obj = require_object(value, where)
     kind = kind_of(obj, DISTRIBUTION_MODE_KINDS, where)
-    min_offers = optional_int(obj.get("minConcurrentOffers"), f"{where}.minConcurrentOffers", minimum=1)
-    max_offers = optional_int(obj.get("maxConcurrentOffers"), f"{where}.maxConcurrentOffers", minimum=1)
+    min_offers = optional_int(
+        obj.get("minConcurrentOffers"), f"{where}.minConcurrentOffers", minimum=1, maximum=limits.MAX_CONCURRENT_OFFERS
+    )
+    max_offers = optional_int(
+        obj.get("maxConcurrentOffers"), f"{where}.maxConcurrentOffers", minimum=1, maximum=limits.MAX_CONCURRENT_OFFERS
+    )
     min_offers = 1 if min_offers is None else min_offers
     max_offers = max(1, min_offers) if max_offers is None else max_offers
     if max_offers < min_offers:
@@ -328,13 +421,13 @@ def distribution_mode(value: Any, where: str = "mode") -> dict:
 def scoring_rule_options(value: Any, where: str) -> dict:
     obj = require_object(value, where)
     result: dict[str, Any] = {}
-    batch = optional_int(obj.get("batchSize"), f"{where}.batchSize", minimum=1)
+    batch = optional_int(obj.get("batchSize"), f"{where}.batchSize", minimum=1, maximum=limits.MAX_BATCH_SIZE)
     if batch is not None:
         result["batchSize"] = batch
     if obj.get("scoringParameters") is not None:
         params = require_list(obj["scoringParameters"], f"{where}.scoringParameters")
         for i, param in enumerate(params):
-            if param not in SCORING_PARAMETERS:
+            if not isinstance(param, str) or param not in SCORING_PARAMETERS:
                 raise InvalidRequest(
                     f"{where}.scoringParameters[{i}] must be one of {', '.join(SCORING_PARAMETERS)}.",
                     target=f"{where}.scoringParameters",
@@ -395,7 +488,7 @@ def worker_selector_attachment(value: Any, where: str) -> dict:
             "key": required_string(obj, "key", where),
             "labelOperator": label_operator(obj.get("labelOperator"), f"{where}.labelOperator"),
         }
-        expires = optional_number(obj.get("expiresAfterSeconds"), f"{where}.expiresAfterSeconds", minimum=0)
+        expires = optional_duration(obj.get("expiresAfterSeconds"), f"{where}.expiresAfterSeconds")
         if expires is not None:
             result["expiresAfterSeconds"] = expires
         return result
@@ -413,7 +506,7 @@ def _allocations(obj: dict, where: str, selectors_key: str, parse: Callable[[Any
     for i, item in enumerate(allocations):
         at = f"{where}.allocations[{i}]"
         alloc = require_object(item, at)
-        weight = optional_number(alloc.get("weight"), f"{at}.weight", minimum=0)
+        weight = optional_number(alloc.get("weight"), f"{at}.weight", minimum=0, maximum=1)
         if weight is None:
             raise InvalidRequest(f"{at}.weight is required.", target=f"{at}.weight")
         total += weight
@@ -437,12 +530,14 @@ def exception_rule(value: Any, where: str) -> dict:
     trigger = require_object(obj.get("trigger"), f"{where}.trigger")
     trigger_kind = kind_of(trigger, TRIGGER_KINDS, f"{where}.trigger")
     if trigger_kind == "queueLength":
-        threshold = optional_int(trigger.get("threshold"), f"{where}.trigger.threshold", minimum=0)
+        threshold = optional_int(
+            trigger.get("threshold"), f"{where}.trigger.threshold", minimum=0, maximum=limits.MAX_QUEUE_LENGTH_THRESHOLD
+        )
         if threshold is None:
             raise InvalidRequest(f"{where}.trigger.threshold is required.", target=f"{where}.trigger.threshold")
         parsed_trigger: dict[str, Any] = {"kind": trigger_kind, "threshold": threshold}
     else:
-        seconds = optional_number(trigger.get("thresholdSeconds"), f"{where}.trigger.thresholdSeconds", minimum=0)
+        seconds = optional_duration(trigger.get("thresholdSeconds"), f"{where}.trigger.thresholdSeconds")
         if seconds is None:
             raise InvalidRequest(
                 f"{where}.trigger.thresholdSeconds is required.", target=f"{where}.trigger.thresholdSeconds"
@@ -461,22 +556,23 @@ def exception_action(value: Any, where: str) -> dict:
     fields are not filled in (the official tests expect note/dispositionCode to stay None)."""
     obj = require_object(value, where)
     kind = kind_of(obj, ACTION_KINDS, where)
-    result: dict[str, Any] = {"kind": kind, "id": optional_string(obj.get("id"), f"{where}.id") or str(uuid.uuid4())}
+    result: dict[str, Any] = {"kind": kind, "id": optional_id(obj.get("id"), f"{where}.id") or str(uuid.uuid4())}
     if kind == "cancel":
-        for key in ("note", "dispositionCode"):
-            if obj.get(key) is not None:
-                result[key] = optional_string(obj[key], f"{where}.{key}")
+        if obj.get("note") is not None:
+            result["note"] = optional_string(obj["note"], f"{where}.note", max_length=limits.MAX_NOTE_LENGTH)
+        if obj.get("dispositionCode") is not None:
+            result["dispositionCode"] = optional_id(obj["dispositionCode"], f"{where}.dispositionCode")
     elif kind == "manualReclassify":
         if obj.get("queueId") is not None:
-            result["queueId"] = optional_string(obj["queueId"], f"{where}.queueId")
+            result["queueId"] = optional_id(obj["queueId"], f"{where}.queueId")
         if obj.get("priority") is not None:
-            result["priority"] = optional_int(obj["priority"], f"{where}.priority")
+            result["priority"] = optional_job_priority(obj["priority"], f"{where}.priority")
         result["workerSelectors"] = worker_selectors(
             obj.get("workerSelectors") or [], f"{where}.workerSelectors", with_defaults=False
         )
     else:
         if obj.get("classificationPolicyId") is not None:
-            result["classificationPolicyId"] = optional_string(
+            result["classificationPolicyId"] = optional_id(
                 obj["classificationPolicyId"], f"{where}.classificationPolicyId"
             )
         result["labelsToUpsert"] = merge_label_map({}, obj.get("labelsToUpsert") or {}, f"{where}.labelsToUpsert")
@@ -502,7 +598,7 @@ def notes(value: Any, where: str, now: datetime) -> list[dict]:
     result = []
     for i, item in enumerate(require_list(value, where)):
         obj = require_object(item, f"{where}[{i}]")
-        message = required_string(obj, "message", f"{where}[{i}]")
+        message = required_string(obj, "message", f"{where}[{i}]", max_length=limits.MAX_NOTE_LENGTH)
         added = optional_datetime(obj.get("addedAt"), f"{where}[{i}].addedAt") or now
         result.append({"message": message, "addedAt": format_datetime(added)})
     return result

@@ -5,7 +5,7 @@ from django.urls import path
 
 from routing.api import views
 
-urlpatterns = []
+urlpatterns = [path("openapi.json", views.OpenApiView.as_view())]
 for collection, resource in views.ADMIN_RESOURCES.items():
     urlpatterns += [
         path(f"{collection}", views.AdminCollectionView.as_view(resource=resource)),

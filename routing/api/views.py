@@ -23,9 +23,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from routing import clock, queries
+from routing import clock, limits, queries
 from routing import validation as v
-from routing.api import wire
+from routing.api import openapi, wire
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
 from routing.errors import InvalidRequest, NotFound
 from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
@@ -46,16 +46,36 @@ from routing.services.common import Precondition
 SUPPORTED_API_VERSIONS = ("2023-11-01",)
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# Longest colon verb (":waitingRoomLink") a POST path segment may carry after an id.
+MAX_VERB_LENGTH = 16
+
+
+def check_path_ids(kwargs: dict[str, Any], *, with_verb: bool) -> None:
+    """Path ids are at most `limits.MAX_ID_LENGTH` characters (plus a colon verb on POST);
+    InvalidRequest (400) otherwise, before any query sees them."""
+    longest = limits.MAX_ID_LENGTH + (MAX_VERB_LENGTH if with_verb else 0)
+    for name, value in kwargs.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"The {name} in the path contains NUL.", target=name)
+        if isinstance(value, str) and len(value) > longest:
+            raise InvalidRequest(
+                f"The {name} in the path is {len(value)} characters long; at most {limits.MAX_ID_LENGTH} are allowed.",
+                target=name,
+            )
 
 
 class RouterView(APIView):
-    """Base: checks `api-version`, reads the clock once per request (`self.now`)."""
+    """Base: checks `api-version` and path id lengths, reads the clock once per request
+    (`self.now`)."""
 
     parser_classes = [RouterJSONParser, MergePatchJSONParser]
     now: datetime
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        check_path_ids(kwargs, with_verb=request.method == "POST")
+        if any("\x00" in key or "\x00" in value for key, value in request.query_params.items()):
+            raise InvalidRequest("Query parameters may not contain NUL.")
         self.now = clock.now()
         version = request.query_params.get("api-version")
         if not version:
@@ -80,7 +100,7 @@ def split_verb(segment: str, verbs: set[str]) -> tuple[str, str]:
     """`"j:1:cancel"` → `("j:1", "cancel")`; NotFound when the verb is unknown."""
     resource_id, sep, verb = segment.rpartition(":")
     if not sep or verb not in verbs or not resource_id:
-        raise NotFound(f"No operation {segment!r}; expected one of {', '.join(sorted(':' + x for x in verbs))}.")
+        raise NotFound(f"No operation {v.quoted(segment)}; expected one of {', '.join(sorted(':' + x for x in verbs))}.")
     return resource_id, verb
 
 
@@ -115,10 +135,12 @@ def page_params(request: Request) -> dict[str, str]:
     token = request.query_params.get("continuationToken")
     if token:
         try:
+            if len(token) > limits.MAX_QUERY_TOKEN_LENGTH:
+                raise ValueError
             data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
             if not isinstance(data, dict):
                 raise ValueError
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest("continuationToken is not valid.", target="continuationToken") from exc
         return {str(k): str(val) for k, val in data.items()}
     return {k: str(val) for k, val in request.query_params.items() if k not in ("api-version",)}
@@ -290,8 +312,8 @@ class JobItemView(RouterView):
         if verb == "cancel":
             job_services.job_cancel(
                 job_id=job_id,
-                note=v.optional_string(body.get("note"), "note"),
-                disposition_code=v.optional_string(body.get("dispositionCode"), "dispositionCode"),
+                note=v.optional_string(body.get("note"), "note", max_length=limits.MAX_NOTE_LENGTH),
+                disposition_code=v.optional_id(body.get("dispositionCode"), "dispositionCode"),
                 now=self.now,
             )
         elif verb == "waitingRoomLink":
@@ -319,7 +341,7 @@ class AssignmentActionView(RouterView):
     def post(self, request: Request, job_id: str, assignment: str) -> Response:
         assignment_id, verb = split_verb(assignment, self.verbs)
         body = self.body(request)
-        note = v.optional_string(body.get("note"), "note")
+        note = v.optional_string(body.get("note"), "note", max_length=limits.MAX_NOTE_LENGTH)
         if verb == "complete":
             job_services.job_complete(job_id=job_id, assignment_id=assignment_id, note=note, now=self.now)
             return Response({})
@@ -327,7 +349,7 @@ class AssignmentActionView(RouterView):
             job_services.job_close(
                 job_id=job_id,
                 assignment_id=assignment_id,
-                disposition_code=v.optional_string(body.get("dispositionCode"), "dispositionCode"),
+                disposition_code=v.optional_id(body.get("dispositionCode"), "dispositionCode"),
                 close_at=v.optional_datetime(body.get("closeAt"), "closeAt"),
                 note=note,
                 now=self.now,
@@ -411,3 +433,11 @@ class OfferActionView(RouterView):
             now=self.now,
         )
         return Response({})
+
+
+class OpenApiView(APIView):
+    """GET /routing/openapi.json: the OpenAPI 3 document of this API (routing.api.openapi);
+    no api-version needed, HMAC-signed like every /routing request."""
+
+    def get(self, request: Request) -> Response:
+        return Response(openapi.document())

@@ -83,6 +83,9 @@ def order_candidates(
 
 
 def _logistic(x: float) -> float:
+    # math.exp overflows past ~709: far below, the logistic is 0 to within a double anyway.
+    if x < -700:
+        return 0.0
     return 1.0 / (1.0 + math.exp(-x))
 
 
@@ -142,7 +145,8 @@ def expression_scorer_for(source: str, job_labels: Mapping[str, Any]) -> Scorer:
                 value = compiled.evaluate(job=job_labels, worker=c.labels)
             except ExpressionError:
                 value = 0
-            scores.append(float(value) if isinstance(value, (int, float)) else 0.0)
+            finite = isinstance(value, (int, float)) and math.isfinite(value)
+            scores.append(float(value) if finite else 0.0)
         return scores
 
     return score

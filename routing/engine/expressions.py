@@ -48,17 +48,30 @@ Every problem is an :class:`ExpressionError` (a ``ValueError``). Syntax errors, 
 functions and wrong argument counts are raised by :func:`compile_expression`; type errors
 and division by zero by :meth:`CompiledExpression.evaluate`. Both carry the 0-based
 ``position`` and 1-based ``line``/``column`` of the offending text.
+
+Limits (``routing.limits``)
+---------------------------
+An expression has at most 10,000 characters and 2,000 nodes, a number literal at most 100
+characters (and must fit a double); these are compile errors. Evaluation visits each node at
+most once (there are no loops), so the node bound is also its step budget; during an evaluation
+any text is at most 64 Ki characters, all ``&`` together build at most 1 Mi characters, and a
+number's magnitude stays within 1e300 ("Text too long", "Numeric overflow"). Error messages
+quote values cut to 80 characters. So a rule that concatenates a label 200 times fails in
+microseconds with a short message instead of building megabytes.
 '''
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from routing import limits
 
 __all__ = ["CompiledExpression", "ExpressionError", "compile_expression"]
 
@@ -228,7 +241,7 @@ def _describe(value: Any) -> str:
     if kind == "boolean":
         return f"boolean {_to_text(value)}"
     if kind == "text":
-        return f'text "{value}"'
+        return f'text "{limits.truncate(value, limits.MAX_QUOTED_VALUE_LENGTH)}"'
     if kind == "number":
         return f"number {_to_text(value)}"
     return f"{kind} {value!r}"
@@ -250,8 +263,10 @@ def _to_text(value: Any) -> str:
 
 
 def _normalize_label(value: Any, where: str, position: int) -> _Value:
+    if isinstance(value, str) and len(value) > limits.MAX_TEXT_VALUE_LENGTH:
+        raise _EvalFailure("Text too long", position, f"{where} has {len(value)} characters")
     if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+        return _checked_number(value, position) if isinstance(value, (int, float)) else value
     if isinstance(value, Decimal):
         # Labels that came through a DB numeric column; fold into the int/float model.
         return int(value) if value == value.to_integral_value() else float(value)
@@ -273,6 +288,15 @@ def _truthy(value: Any, position: int) -> bool:
         if lowered in ("true", "false", ""):
             return lowered == "true"
     raise _EvalFailure("Type mismatch", position, f"expected a boolean, got {_describe(value)}")
+
+
+def _checked_number(value: Any, position: int) -> Any:
+    """`value`, unless it is a number beyond `limits.MAX_NUMBER_MAGNITUDE` (or not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float) and not math.isfinite(value) or abs(value) > limits.MAX_NUMBER_MAGNITUDE:
+        raise _EvalFailure("Numeric overflow", position, f"the result is beyond ±{limits.MAX_NUMBER_MAGNITUDE:g}")
+    return value
 
 
 def _to_number(value: Any, position: int, what: str) -> int | float:
@@ -300,11 +324,14 @@ class _Node:
 
 
 class _Context:
-    __slots__ = ("job", "worker")
+    """Labels of one evaluation, and how much text its `&` operators have built so far."""
+
+    __slots__ = ("job", "worker", "text_built")
 
     def __init__(self, job: Mapping[str, Any], worker: Mapping[str, Any]) -> None:
         self.job = job
         self.worker = worker
+        self.text_built = 0
 
 
 class _Literal(_Node):
@@ -414,23 +441,36 @@ class _Concat(_Node):
         self.right = right
 
     def eval(self, ctx: _Context) -> _Value:
-        return _to_text(self.left.eval(ctx)) + _to_text(self.right.eval(ctx))
+        left, right = _to_text(self.left.eval(ctx)), _to_text(self.right.eval(ctx))
+        size = len(left) + len(right)
+        ctx.text_built += size
+        # Checked before joining, so a runaway concatenation never allocates the result.
+        if size > limits.MAX_TEXT_VALUE_LENGTH:
+            raise _EvalFailure(
+                "Text too long", self.pos, f"'&' would build {size} characters (at most {limits.MAX_TEXT_VALUE_LENGTH})"
+            )
+        if ctx.text_built > limits.MAX_TEXT_BUILT_PER_EVALUATION:
+            raise _EvalFailure(
+                "Text too long", self.pos,
+                f"the expression builds more than {limits.MAX_TEXT_BUILT_PER_EVALUATION} characters of text",
+            )
+        return left + right
 
 
 def _arith(op: str, a: int | float, b: int | float, position: int) -> int | float:
     try:
         if op == "+":
-            return a + b
+            return _checked_number(a + b, position)
         if op == "-":
-            return a - b
+            return _checked_number(a - b, position)
         if op == "*":
-            return a * b
+            return _checked_number(a * b, position)
         if b == 0:
             raise _EvalFailure("Division by zero", position)
         if isinstance(a, int) and isinstance(b, int) and a % b == 0:
             # Exact integer quotient stays an int (6 / 3 -> 2), matching the int/float rule.
             return a // b
-        return a / b
+        return _checked_number(a / b, position)
     except OverflowError as exc:
         raise _EvalFailure("Numeric overflow", position, str(exc)) from None
 
@@ -526,11 +566,11 @@ def _fn_value(args: list[_Value], pos: int) -> _Value:
     if text == "":
         return None
     # A strict pattern rather than float(): Python would also accept "nan", "inf", "1_000".
-    if not _NUMBER_TEXT.fullmatch(text):
+    if len(text) > limits.MAX_NUMBER_LITERAL_LENGTH or not _NUMBER_TEXT.fullmatch(text):
         raise _EvalFailure("Invalid number", pos, f"Value cannot convert {_describe(value)}")
     if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    return float(text)
+        return _checked_number(int(text), pos)
+    return _checked_number(float(text), pos)
 
 
 # name -> (canonical spelling, min args, max args or None, implementation). If/And/Or have
@@ -577,9 +617,15 @@ class _Builder(Transformer[Token, _Node]):
     def number(self, meta: Any, children: list[Token]) -> _Node:
         (token,) = children
         text = str(token)
-        if re.fullmatch(r"\d+", text):
-            return _Literal(_at(token), int(text))
-        return _Literal(_at(token), float(text))
+        if len(text) > limits.MAX_NUMBER_LITERAL_LENGTH:
+            # int() refuses more than 4,300 digits anyway (with a ValueError of its own).
+            raise _CompileFailure(
+                "Number too long", _at(token), f"{len(text)} characters; at most {limits.MAX_NUMBER_LITERAL_LENGTH}"
+            )
+        value: int | float = int(text) if re.fullmatch(r"\d+", text) else float(text)
+        if not math.isfinite(value) or abs(value) > limits.MAX_NUMBER_MAGNITUDE:
+            raise _CompileFailure("Number out of range", _at(token), f"at most {limits.MAX_NUMBER_MAGNITUDE:g}")
+        return _Literal(_at(token), value)
 
     def string(self, meta: Any, children: list[Token]) -> _Node:
         (token,) = children
@@ -775,6 +821,10 @@ def compile_expression(source: str) -> CompiledExpression:
     """
     if not isinstance(source, str):
         raise ExpressionError(f"Expression must be a string, not {type(source).__name__}")
+    if len(source) > limits.MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(
+            "Expression too long", detail=f"{len(source)} characters; at most {limits.MAX_EXPRESSION_LENGTH}"
+        )
     return _compile_cached(source)
 
 
@@ -788,6 +838,11 @@ def _compile_cached(source: str) -> CompiledExpression:
         raise _syntax_error(source, exc) from None
     except RecursionError:
         raise ExpressionError("Expression is nested too deeply") from None
+    nodes = sum(1 for _ in tree.iter_subtrees())
+    if nodes > limits.MAX_EXPRESSION_NODES:
+        raise ExpressionError(
+            "Expression too large", detail=f"{nodes} operations; at most {limits.MAX_EXPRESSION_NODES}"
+        )
     try:
         root = _BUILDER.transform(tree)
     except VisitError as exc:

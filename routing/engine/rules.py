@@ -7,16 +7,23 @@ can be tested with a caller of its own; the domain runs it outside any database 
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
+from routing import limits
 from routing.engine.expressions import ExpressionError, compile_expression
 from routing.engine.selectors import selector_matches
 
 
 class RuleError(Exception):
     """A rule could not be evaluated (bad expression result, failed HTTP call, wrong shape)."""
+
+
+def _quote(value: Any) -> str:
+    """How a message quotes a value: its repr, cut to `limits.MAX_QUOTED_VALUE_LENGTH`."""
+    return limits.truncate(repr(value), limits.MAX_QUOTED_VALUE_LENGTH)
 
 
 class RemoteRuleCaller(Protocol):
@@ -45,12 +52,12 @@ def evaluate_rule(
         try:
             return compile_expression(rule["expression"]).evaluate(job=labels)
         except ExpressionError as exc:
-            raise RuleError(f"expression {rule['expression']!r}: {exc}") from exc
+            raise RuleError(f"expression {_quote(rule['expression'])}: {exc}") from exc
     if kind == "directMap":
         return dict(labels)
     if kind in ("function", "webhook"):
         return remote(rule, {"job": dict(labels)})
-    raise RuleError(f"unknown rule kind {kind!r}")
+    raise RuleError(f"unknown rule kind {_quote(kind)}")
 
 
 def _truthy(value: Any) -> bool:
@@ -67,7 +74,7 @@ def _selectors_from_value(value: Any, *, where: str) -> list[dict]:
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(s, Mapping) and "key" in s for s in value):
-        raise RuleError(f"{where} must give a list of selectors, got {value!r}")
+        raise RuleError(f"{where} must give a list of selectors, got {_quote(value)}")
     return [
         {"key": s["key"], "labelOperator": s.get("labelOperator", "equal"), "value": s.get("value"),
          **({"expiresAfterSeconds": s["expiresAfterSeconds"]} if s.get("expiresAfterSeconds") is not None else {}),
@@ -119,7 +126,7 @@ def attachment_selectors(
     if kind == "weightedAllocation":
         chosen = _pick_weighted(attachment["allocations"], rng or random.Random())
         return [dict(s) for s in chosen[selectors_key]]
-    raise RuleError(f"unknown attachment kind {kind!r}")
+    raise RuleError(f"unknown attachment kind {_quote(kind)}")
 
 
 @dataclass
@@ -165,19 +172,27 @@ def classify(
             return result
         rule = policy.get("prioritizationRule")
         if rule:
-            value = evaluate_rule(rule, labels, remote=remote)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RuleError(f"prioritization rule gave {value!r}, not a number")
-            result.priority = int(value)
+            result.priority = _priority(evaluate_rule(rule, labels, remote=remote))
         for attachment in policy.get("workerSelectorAttachments") or []:
             result.worker_selectors += attachment_selectors(
                 attachment, labels, selectors_key="workerSelectors", single_key="workerSelector", remote=remote, rng=rng
             )
     except RuleError as exc:
         result.error = str(exc)
-    except (KeyError, TypeError, ValueError) as exc:
-        result.error = f"classification failed: {exc!r}"
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        result.error = f"classification failed: {_quote(exc)}"
     return result
+
+
+def _priority(value: Any) -> int:
+    """A prioritization rule's answer as a job priority (an integer-valued number in −100..100)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RuleError(f"prioritization rule gave {_quote(value)}, not a number")
+    if not math.isfinite(value) or not limits.MIN_JOB_PRIORITY <= value <= limits.MAX_JOB_PRIORITY:
+        raise RuleError(
+            f"prioritization rule gave {_quote(value)}, outside {limits.MIN_JOB_PRIORITY}..{limits.MAX_JOB_PRIORITY}"
+        )
+    return int(value)
 
 
 def batch_scores(
@@ -210,7 +225,7 @@ def batch_scores(
             if isinstance(answer, Mapping):
                 answer = answer.get("scores", answer.get("value"))
             if not isinstance(answer, list) or len(answer) != len(batch):
-                raise RuleError(f"batch scoring answered {answer!r}, expected {len(batch)} scores")
+                raise RuleError(f"batch scoring answered {_quote(answer)}, expected {len(batch)} scores")
             scores += [_score(v) for v in answer]
         return scores
     return [_score(remote(rule, {**base, "worker": dict(w)})) for w in workers]
@@ -219,7 +234,7 @@ def batch_scores(
 def _score(value: Any) -> float:
     if isinstance(value, Mapping):
         value = value.get("score", value.get("value"))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RuleError(f"a score must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RuleError(f"a score must be a finite number, got {_quote(value)}")
     return float(value)
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
+from routing import limits
 from routing import validation as v
 from routing.clock import clock
 from routing.engine.rules import Classification, classify
@@ -78,6 +79,8 @@ def _evaluate(job: Job) -> tuple[Classification | None, str | None]:
 
 def _fail(job: Job, error: str, now: datetime) -> str:
     job.status = JobStatus.CLASSIFICATION_FAILED
+    # Messages quote rule answers and expressions: what is stored (and every GET returns) stays short.
+    error = limits.truncate(error)
     job.classification_error = error
     logger.info("job %s classification failed: %s", job.pk, error)
     notify_changed(jobs=[job.pk], now=now)
