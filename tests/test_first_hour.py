@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 # venv's activate script sets (scripts/web activates .venv unless a venv is active).
 SCRIPT_INTERNALS = {"APT_UPDATED", "VIRTUAL_ENV"}
 # Read before .env can be (they choose the interpreter, or only steer the test run).
-ENVIRONMENT_ONLY = {"PYTHON", "JOBROUTER_SKIP_POSTGRES", "JOBROUTER_TEST_PGPORT", "JOBROUTER_UPDATE_SCREENSHOTS"}
+ENVIRONMENT_ONLY = {"PYTHON", "JOBROUTER_SKIP_POSTGRES", "JOBROUTER_TEST_PGPORT", "JOBROUTER_UPDATE_SCREENSHOTS", "JOBROUTER_FUZZ_EXAMPLES"}
 
 
 def variables_read() -> set[str]:

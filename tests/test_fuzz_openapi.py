@@ -7,7 +7,7 @@ the after-commit work (matching, classification) run as a server would. Every an
 below 500, and every 4xx must carry the ACS error body. Seeded resources with the id "0" (the
 string Hypothesis tries first) let generated bodies reference existing queues and policies.
 
-Derandomized: each run generates the same cases. `FUZZ_EXAMPLES` (env) scales the per-operation
+Derandomized: each run generates the same cases. `JOBROUTER_FUZZ_EXAMPLES` (env) scales the per-operation
 budget; the default gives over 10,000 cases per run.
 """
 
@@ -29,7 +29,7 @@ from routing.api.auth import sign_request
 from tests.inprocess import ENDPOINT, after_commit_work
 
 HOST = urlsplit(ENDPOINT).netloc
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("JOBROUTER_FUZZ_EXAMPLES", "150"))
 REQUIRED_CASES = 10_000
 # Headers the test client carries outside HTTP_* or that the signature fixes.
 _NOT_FORWARDED = {"content-type", "content-length", "host", "authorization", "x-ms-date", "x-ms-content-sha256"}
