@@ -4,6 +4,7 @@ restarted worker never competes with orphans of the old one."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import factories
 from tests.conftest import ROOT, eventually, server_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -89,3 +91,43 @@ def test_background_processes_never_share_an_inherited_database_connection(backg
     ids = [async_task("routing.tasks.classify_job", f"missing-{i}") for i in range(40)]
     eventually(lambda: Task.objects.filter(id__in=ids).count() == len(ids), timeout=30)
     assert Task.objects.filter(id__in=ids, success=True).count() == len(ids)
+
+
+@pytest.mark.parametrize("web_workers", ["1", "2"])
+def test_sigterm_stops_the_web_processes_within_five_seconds_with_a_desk_open(django_db_setup, fast_passwords,
+                                                                              web_workers):
+    import asyncio
+
+    import websockets
+
+    from tests.conftest import _free_port, _wait_for_port
+    from tests.personas import create_agent, session_cookie
+
+    factories.queue_with_policy("q1")
+    cookie = session_cookie(create_agent("agent-1", "q1", available=True))
+    env = {**server_env(), "JOBROUTER_WEB_WORKERS": web_workers, "PORT": str(_free_port())}
+    web = subprocess.Popen([str(ROOT / "scripts" / "web")], cwd=ROOT, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(int(env["PORT"]), web)
+        children = _descendants(web.pid)
+
+        async def terminate_with_a_desk_open() -> float:
+            origin = f"http://127.0.0.1:{env['PORT']}"
+            async with websockets.connect(f"ws://127.0.0.1:{env['PORT']}/ws/desk/",
+                                          additional_headers={"Cookie": cookie, "Origin": origin}) as desk:
+                assert json.loads(await desk.recv())["type"] == "desk"  # the desk is live
+                started = time.monotonic()
+                web.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(web.wait, 10)
+                return time.monotonic() - started
+
+        elapsed = asyncio.run(terminate_with_a_desk_open())
+        eventually(lambda: not _alive(children), timeout=5)
+        assert elapsed < 5.0
+    finally:
+        try:
+            os.killpg(web.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        web.wait()
