@@ -28,7 +28,9 @@ from tests.test_service_processes import _descendants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
-JOBS = 300
+MIN_JOBS = 300
+MIN_KILLS = 10  # at least 4 of each kind
+MAX_JOBS = 3000
 CLIENTS = 4
 WORKERS = 4
 
@@ -106,7 +108,7 @@ def _killer(state: dict, stop: threading.Event, kills: list[str]) -> None:
 def test_kill_9_during_load_loses_and_strands_no_job(soak_layout):
     factories.queue_with_policy("q1", expires=600, max_offers=1)
     for i in range(WORKERS):
-        factories.worker(f"w{i}", queues=("q1",), capacity=JOBS)
+        factories.worker(f"w{i}", queues=("q1",), capacity=MAX_JOBS)
     endpoint = f"http://127.0.0.1:{soak_layout['env']['PORT']}"
     admin, client = make_clients(endpoint, settings.JOBROUTER_ACCESS_KEY)
     admin.upsert_classification_policy("cp", ClassificationPolicy(queue_selector_attachments=[
@@ -117,13 +119,22 @@ def test_kill_9_during_load_loses_and_strands_no_job(soak_layout):
     kills: list[str] = []
     killer = threading.Thread(target=_killer, args=(soak_layout, stop, kills))
     failures = [0] * CLIENTS
+    created: list[str] = []
+
+    def enough() -> bool:
+        return (len(created) >= MIN_JOBS and len(kills) >= MIN_KILLS
+                and min(kills.count("web"), kills.count("background")) >= 4) or len(created) >= MAX_JOBS
 
     def load(n: int) -> None:
-        for i in range(n, JOBS, CLIENTS):
+        # Jobs come in until both enough jobs and enough kills of each kind have happened.
+        i = n
+        while not enough():
             # Half go straight to the queue, half through classification.
             job = (RouterJob(channel_id="voice", queue_id="q1") if i % 2
                    else RouterJob(channel_id="voice", classification_policy_id="cp"))
             failures[n] += _create_with_retries(client, f"job-{i}", job)
+            created.append(f"job-{i}")
+            i += CLIENTS
 
     errors: list[BaseException] = []
 
@@ -144,16 +155,17 @@ def test_kill_9_during_load_loses_and_strands_no_job(soak_layout):
         stop.set()
         killer.join()
     assert not errors, (errors, soak_layout["log"].read_text()[-3000:])
-    assert len(kills) >= 4, kills
+    assert min(kills.count("web"), kills.count("background")) >= 4, kills
+    jobs = len(created)
 
     def settled() -> bool:
         return (
-            Job.objects.filter(status=JobStatus.QUEUED).count() == JOBS
-            and Offer.objects.filter(status=OfferStatus.OPEN).values("job_id").distinct().count() == JOBS
+            Job.objects.filter(status=JobStatus.QUEUED).count() == jobs
+            and Offer.objects.filter(status=OfferStatus.OPEN).values("job_id").distinct().count() == jobs
         )
 
     eventually(settled, timeout=45, interval=0.5)
-    assert sorted(Job.objects.values_list("pk", flat=True)) == sorted(f"job-{i}" for i in range(JOBS))
-    assert Offer.objects.filter(status=OfferStatus.OPEN).count() == JOBS  # exactly one offer each
-    print(f"soak: {JOBS} jobs, {len(kills)} kills ({kills.count('web')} web, {kills.count('background')} "
+    assert sorted(Job.objects.values_list("pk", flat=True)) == sorted(created)
+    assert Offer.objects.filter(status=OfferStatus.OPEN).count() == jobs  # exactly one offer each
+    print(f"soak: {jobs} jobs, {len(kills)} kills ({kills.count('web')} web, {kills.count('background')} "
           f"background), {sum(failures)} client retries")
