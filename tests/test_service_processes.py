@@ -75,11 +75,26 @@ def test_sigterm_stops_the_background_worker_and_its_children_within_five_second
     assert background_worker.returncode == 0
 
 
+def _describe(pids: set[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+        except OSError:
+            continue
+        out.append(f"{pid} {stat.rsplit(')', 1)[1].split()[:2]} {cmd}")
+    return out
+
+
 def test_a_killed_background_worker_takes_its_children_with_it(background_worker):
     children = _descendants(background_worker.pid)
     os.kill(background_worker.pid, signal.SIGKILL)
     background_worker.wait()
-    eventually(lambda: not _alive(children), timeout=5)
+    try:
+        eventually(lambda: not _alive(children), timeout=5)
+    except AssertionError:
+        raise AssertionError(f"still alive: {_describe(_alive(children))}") from None
 
 
 def test_background_processes_never_share_an_inherited_database_connection(background_worker):

@@ -19,12 +19,12 @@ Behaves like a service (hardening issue, item 6):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
 import sys
 import threading
+from typing import Callable
 
 from django.conf import settings
 from django.db import connections
@@ -39,14 +39,24 @@ STOP_GRACE_SECONDS = 4.0
 _PR_SET_PDEATHSIG = 1
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent (a forked child must not spawn `ldconfig`, as
+    `ctypes.util.find_library` would); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+_PRCTL = _load_prctl()
+
+
 def die_with_parent() -> None:
     """In a forked child: ask the kernel to SIGKILL this process when its parent dies (Linux
     prctl PR_SET_PDEATHSIG; a no-op elsewhere). Exits at once if the parent is already gone."""
-    if not sys.platform.startswith("linux"):
+    if _PRCTL is None:
         return
     parent = os.getppid()
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died between fork and prctl
         os._exit(1)
 
