@@ -107,6 +107,11 @@ class RouterProcesses:
     def stop_worker(self) -> None:
         _stop(self.worker)
 
+    def ensure_worker(self) -> None:
+        """Start the background worker again if a test paused it."""
+        if self.worker.poll() is not None:
+            self.worker = self.start_worker()
+
     def restart_worker(self) -> None:
         self.stop_worker()
         self.worker = self.start_worker()
@@ -152,12 +157,35 @@ def server_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def router(django_db_setup, django_db_blocker) -> Iterator[RouterProcesses]:
     """One daphne server and one background worker for the whole session, on the test DB."""
+    global _SESSION_ROUTER
     with django_db_blocker.unblock():
         processes = RouterProcesses(server_env())
+    _SESSION_ROUTER = processes
     try:
         yield processes
     finally:
+        _SESSION_ROUTER = None
         processes.stop()
+
+
+_SESSION_ROUTER: RouterProcesses | None = None
+
+
+@pytest.fixture(autouse=True)
+def _background_worker_only_for_live_tests(request):
+    """Once a live test has started the session's servers, their background worker keeps
+    polling the test database. A transactional test that does not use them would have its owed
+    work and timers claimed by that process at any moment, so the worker is paused for it, and
+    started again for the next test that asks for `router`."""
+    router = _SESSION_ROUTER
+    if router is not None:
+        marker = request.node.get_closest_marker("django_db")
+        transactional = bool(marker and marker.kwargs.get("transaction")) or "transactional_db" in request.fixturenames
+        if "router" in request.fixturenames and "only_these_processes" not in request.fixturenames:
+            router.ensure_worker()
+        elif transactional:
+            router.stop_worker()
+    yield
 
 
 @pytest.fixture
@@ -262,9 +290,7 @@ def only_these_processes(request):
     deployment's desks cannot hear). Pause it for the test."""
     router = request.getfixturevalue("router")
     router.stop_worker()
-    yield
-    router.worker = router.start_worker()
-
+    yield  # started again by the next test that asks for `router`
 
 # Personas for permission tests (tests/personas.py), available to every module.
 from tests.personas import agents, customer, fast_passwords, outsider, supervisor  # noqa: E402,F401
