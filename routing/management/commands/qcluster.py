@@ -50,14 +50,23 @@ def _load_prctl() -> Callable[..., int] | None:
 _PRCTL = _load_prctl()
 
 
+# The pid of the process about to fork, recorded before the fork: a child scheduled late may
+# find its parent already dead, and then getppid() would name init, not the parent.
+_forking_pid = 0
+
+
+def _before_fork() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
 def die_with_parent() -> None:
     """In a forked child: ask the kernel to SIGKILL this process when its parent dies (Linux
     prctl PR_SET_PDEATHSIG; a no-op elsewhere). Exits at once if the parent is already gone."""
     if _PRCTL is None:
         return
-    parent = os.getppid()
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died between fork and prctl
+    if os.getppid() != _forking_pid:  # the parent died before prctl took effect
         os._exit(1)
 
 
@@ -92,7 +101,7 @@ class Command(QclusterCommand):
 
     def handle(self, *args, **options):
         settings.SECRET_KEY  # noqa: B018 - django-q2 signs tasks with it; fail early if unset
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
         connections.close_all()
         cluster = Cluster()
         stopping = threading.Event()
