@@ -541,7 +541,7 @@ async def jobs_and_workers(c: Clients, params: Json) -> Json:
     await client.update_worker("w-1", queue_assignments={"q-a": None}, labels={"Skill": 8})
     out["worker_removed_queue"] = worker_view(await client.get_worker(worker_id="w-1"))
     await client.create_worker(worker_id="w-2", router_worker=RouterWorker(
-        total_capacity=1, queue_assignments={"q-a": {}},
+        total_capacity=1, queue_assignments={"q-a": {}}, labels={"Skill": 3},
         channel_configurations={"voice": ChannelConfiguration(capacity_cost_per_job=1)}, available_for_offers=True))
     await client.create_worker(worker_id="w-3", router_worker=RouterWorker(
         total_capacity=1, queue_assignments={"q-b": {}},
