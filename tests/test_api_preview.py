@@ -224,3 +224,159 @@ def test_unknown_api_version_is_a_400_naming_the_supported_ones(preview):
     error = out["error"]
     assert (error["type"], error["status"], error["code"]) == ("HttpResponseError", 400, "UnsupportedApiVersion")
     assert "2023-11-01" in error["message"] and "2022-07-18-preview" in error["message"]
+
+
+# --- both versions over one domain ----------------------------------------------------------------
+
+
+def _ga_policies_and_queue(admin_client):
+    admin_client.upsert_distribution_policy("dp-1", DistributionPolicy(
+        offer_expires_after_seconds=600, mode=LongestIdleMode()))
+    admin_client.upsert_queue("q-1", RouterQueue(distribution_policy_id="dp-1"))
+
+
+@pytest.mark.parametrize("use_async", MODES)
+def test_preview_worker_is_offered_a_ga_job(preview, live_admin_client, live_client, use_async):
+    _ga_policies_and_queue(live_admin_client)
+    worker = preview("register_worker", use_async=use_async, worker_id="w-preview", queue_id="q-1",
+                     channel_id="voice", labels={"Skill": 5})
+    assert worker["state"] == "active" and worker["queue_assignments"] == {"q-1": {}}
+    # The GA client sees the same worker in its own shape.
+    ga_worker = live_client.get_worker("w-preview")
+    assert (ga_worker.capacity, ga_worker.queues) == (1, ["q-1"])
+    assert [(c.channel_id, c.capacity_cost_per_job) for c in ga_worker.channels] == [("voice", 1)]
+
+    live_client.upsert_job("job-ga", RouterJob(
+        channel_id="voice", queue_id="q-1", priority=1,
+        requested_worker_selectors=[RouterWorkerSelector(
+            key="Skill", label_operator=LabelOperator.GREATER_THAN_OR_EQUAL, value=5)]))
+    out = preview("take_offer", use_async=use_async, worker_id="w-preview", job_id="job-ga")
+    assert out["offer"], out
+    assert out["assigned"]["status"] == "assigned"
+    assert out["assigned"]["requested_worker_selectors"][0]["label_operator"] == "greaterThanEqual"
+    assert out["closed"]["status"] == "closed"
+    job = live_client.get_job("job-ga")
+    assert job.status == RouterJobStatus.CLOSED
+    assert job.assignments[out["assignment_id"]].worker_id == "w-preview"
+    assert [n.message for n in job.notes] == ["preview done"]
+
+
+def _ga_resources(admin_client, client):
+    """Resources written through 2023-11-01 with everything the preview must translate."""
+    _ga_policies_and_queue(admin_client)
+    admin_client.upsert_queue("q-2", RouterQueue(distribution_policy_id="dp-1"))
+    admin_client.upsert_distribution_policy("dp-best", DistributionPolicy(
+        offer_expires_after_seconds=60,
+        mode=BestWorkerMode(
+            scoring_rule=ExpressionRouterRule(expression="worker.Skill"),
+            scoring_rule_options=ScoringRuleOptions(batch_size=3, is_batch_scoring_enabled=True,
+                                                    descending_order=True))))
+    admin_client.upsert_classification_policy("cp-1", ClassificationPolicy(
+        fallback_queue_id="q-1",
+        queue_selector_attachments=[
+            StaticQueueSelectorAttachment(queue_selector=RouterQueueSelector(
+                key="Region", label_operator=LabelOperator.LESS_THAN_OR_EQUAL, value=3)),
+            PassThroughQueueSelectorAttachment(key="Region", label_operator=LabelOperator.EQUAL),
+        ],
+        prioritization_rule=ExpressionRouterRule(expression="5")))
+    admin_client.upsert_exception_policy("ep-1", ExceptionPolicy(exception_rules=[
+        ExceptionRule(id="full", trigger=QueueLengthExceptionTrigger(threshold=5),
+                      actions=[CancelExceptionAction(note="queue full")]),  # no id: the server mints one
+        ExceptionRule(id="slow", trigger=WaitTimeExceptionTrigger(threshold_seconds=60),
+                      actions=[ManualReclassifyExceptionAction(
+                          id="move", queue_id="q-2",
+                          worker_selectors=[RouterWorkerSelector(
+                              key="Tier", label_operator=LabelOperator.GREATER_THAN_OR_EQUAL, value=2)])]),
+    ]))
+    first = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)
+    client.upsert_job("job-1", RouterJob(
+        channel_id="voice", queue_id="q-1", matching_mode=None,
+        notes=[RouterJobNote(message="first", added_at=first),
+               RouterJobNote(message="same instant", added_at=first),
+               RouterJobNote(message="later", added_at=first + timedelta(hours=1))]))
+    client.upsert_worker("w-1", RouterWorker(
+        capacity=3, queues=["q-1"], labels={"Skill": 1},
+        channels=[RouterChannel(channel_id="voice", capacity_cost_per_job=1, max_number_of_jobs=2)]))
+
+
+GA_IDS = dict(distribution_policy_id="dp-best", classification_policy_id="cp-1", exception_policy_id="ep-1",
+              job_id="job-1", worker_id="w-1")
+
+
+@pytest.mark.parametrize("use_async", MODES)
+def test_ga_written_resources_read_in_the_preview_shape(preview, live_admin_client, live_client, use_async):
+    _ga_resources(live_admin_client, live_client)
+    out = preview("read_everything", use_async=use_async, **GA_IDS)
+    assert "error" not in out, out
+    mode = out["distribution_policy"]["mode"]
+    assert mode["type"] == "BestWorkerMode" and mode["scoring_rule"]["kind"] == "expression-rule"
+    assert mode["scoring_rule_options"]["allow_scoring_batch_of_workers"] is True
+    assert mode["scoring_rule_options"]["batch_size"] == 3
+    policy = out["classification_policy"]
+    assert policy["queue_selectors"][0]["queue_selector"]["label_operator"] == "lessThanEqual"
+    assert policy["queue_selectors"][1]["type"] == "PassThroughQueueSelectorAttachment"
+    assert policy["prioritization_rule"]["kind"] == "expression-rule"
+    rules = out["exception_policy"]["exception_rules"]
+    minted = live_admin_client.get_exception_policy("ep-1").exception_rules[0].actions[0].id
+    assert minted and rules["full"]["actions"] == {minted: {"type": "CancelExceptionAction", "kind": "cancel",
+                                                            "note": "queue full"}}
+    assert rules["slow"]["actions"]["move"]["worker_selectors"][0]["label_operator"] == "greaterThanEqual"
+    assert rules["slow"]["trigger"]["threshold_seconds"] == 60
+    # Notes: one key per note, the second of two at the same instant a microsecond later.
+    assert out["job"]["notes"] == {
+        "2024-03-01T10:00:00Z": "first", "2024-03-01T10:00:00.000001Z": "same instant",
+        "2024-03-01T11:00:00Z": "later",
+    }
+    assert out["job"]["matching_mode"]["mode_type"] == "queueAndMatchMode"
+    worker = out["worker"]
+    assert (worker["total_capacity"], worker["queue_assignments"]) == (3, {"q-1": {}})
+    assert worker["channel_configurations"]["voice"]["max_number_of_jobs"] == 2
+
+
+@pytest.mark.parametrize("use_async", MODES)
+def test_ga_written_resources_updated_through_the_preview(preview, live_admin_client, live_client, use_async):
+    _ga_resources(live_admin_client, live_client)
+    minted = live_admin_client.get_exception_policy("ep-1").exception_rules[0].actions[0].id
+    out = preview("update_ga_resources", use_async=use_async, remove_rule="full",
+                  remove_note="2024-03-01T11:00:00Z", add_queue="q-2", **GA_IDS)
+    assert "error" not in out, out
+    assert minted not in str(out["exception_policy"])
+
+    policy = live_admin_client.get_distribution_policy("dp-best")
+    assert policy.offer_expires_after_seconds == 120
+    assert isinstance(policy.mode, BestWorkerMode) and policy.mode.scoring_rule_options.is_batch_scoring_enabled
+    classification = live_admin_client.get_classification_policy("cp-1")
+    assert [s.worker_selector.label_operator for s in classification.worker_selector_attachments] == [
+        LabelOperator.GREATER_THAN_OR_EQUAL]
+    assert len(classification.queue_selector_attachments) == 2
+    rules = {r.id: r for r in live_admin_client.get_exception_policy("ep-1").exception_rules}
+    assert sorted(rules) == ["from-preview", "slow"]
+    assert [a.id for a in rules["slow"].actions] == ["move"]
+    assert rules["slow"].actions[0].worker_selectors[0].label_operator == LabelOperator.GREATER_THAN_OR_EQUAL
+    assert isinstance(rules["from-preview"].trigger, QueueLengthExceptionTrigger)
+    assert [(a.id, a.note) for a in rules["from-preview"].actions] == [("preview-cancel", "full")]
+    notes = live_client.get_job("job-1").notes
+    assert [(n.message, n.added_at) for n in notes] == [
+        ("first", datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)),
+        ("same instant", datetime(2024, 3, 1, 10, 0, 0, 1, tzinfo=timezone.utc)),
+        ("added by preview", datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)),
+    ]
+    worker = live_client.get_worker("w-1")
+    assert worker.queues == ["q-1", "q-2"] and worker.capacity == 3
+
+
+def test_preview_writing_back_what_it_read_changes_nothing(preview, live_admin_client, live_client):
+    _ga_resources(live_admin_client, live_client)
+
+    def snapshot():
+        resources = [
+            live_admin_client.get_distribution_policy("dp-best"), live_admin_client.get_classification_policy("cp-1"),
+            live_admin_client.get_exception_policy("ep-1"), live_client.get_job("job-1"), live_client.get_worker("w-1"),
+        ]
+        return [{k: v for k, v in r.as_dict().items() if k != "etag"} for r in resources]
+
+    before = snapshot()
+    assert preview("write_back_unchanged", **GA_IDS) == {"written": True}
+    after = snapshot()
+    for old, new in zip(before, after):
+        assert new == old

@@ -699,6 +699,25 @@ async def update_ga_resources(c: Clients, params: Json) -> Json:
 
 
 @scenario
+async def write_back_unchanged(c: Clients, params: Json) -> Json:
+    """Fetch each named resource and send the fetched model straight back as the update (the
+    client strips read-only fields): a lossless translation leaves the resource as it was."""
+    admin, client = c.admin, c.client
+    await admin.update_distribution_policy(
+        params["distribution_policy_id"],
+        await admin.get_distribution_policy(distribution_policy_id=params["distribution_policy_id"]))
+    await admin.update_classification_policy(
+        params["classification_policy_id"],
+        await admin.get_classification_policy(classification_policy_id=params["classification_policy_id"]))
+    await admin.update_exception_policy(
+        params["exception_policy_id"],
+        await admin.get_exception_policy(exception_policy_id=params["exception_policy_id"]))
+    await client.update_job(params["job_id"], await client.get_job(job_id=params["job_id"]))
+    await client.update_worker(params["worker_id"], await client.get_worker(worker_id=params["worker_id"]))
+    return {"written": True}
+
+
+@scenario
 async def unsupported_version(c: Clients, params: Json) -> Json:
     """The preview client sent with an api-version the router does not know."""
     bad = Clients(params["endpoint"], params["key"], c.is_async, api_version="2099-01-01-preview")
