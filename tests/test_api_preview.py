@@ -378,5 +378,5 @@ def test_preview_writing_back_what_it_read_changes_nothing(preview, live_admin_c
     before = snapshot()
     assert preview("write_back_unchanged", **GA_IDS) == {"written": True}
     after = snapshot()
-    for old, new in zip(before, after):
+    for old, new in zip(before, after, strict=True):
         assert new == old

@@ -360,7 +360,7 @@ async def seed_001(c: Clients, params: Json) -> Json:
 async def seed_001_close_later(c: Clients, params: Json) -> Json:
     """The README's last block on a second job: close_at two seconds ahead (a naive UTC
     datetime, as the README passes it), then the job is closed once that time has passed."""
-    admin, client = c.admin, c.client
+    client = c.client
     await client.create_job(job_id="jobId-2", router_job=RouterJob(
         channel_id="my-channel", queue_id="queue-1", channel_reference="12346", priority=1))
 
