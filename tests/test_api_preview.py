@@ -380,3 +380,22 @@ def test_preview_writing_back_what_it_read_changes_nothing(preview, live_admin_c
     after = snapshot()
     for old, new in zip(before, after, strict=True):
         assert new == old
+
+
+def test_readme_seed_001_block_runs_as_written(router, transactional_db, access_key):
+    """The README's "Seed 001 … working form" block, with the live server's endpoint and key."""
+    import re
+    import subprocess
+
+    from tests.conftest import ROOT
+    from tests.preview_client import preview_python
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Seed 001"):]
+    block = re.search(r"^```python\n(.*?)^```$", section, flags=re.M | re.S).group(1)
+    endpoint_line = 'endpoint, key = "http://127.0.0.1:8000", "<the key scripts/start printed>"'
+    assert endpoint_line in block
+    block = block.replace(endpoint_line, f"endpoint, key = {router.endpoint!r}, {access_key!r}")
+    done = subprocess.run([str(preview_python()), "-c", block], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "seed 001 flow: closed"
