@@ -223,3 +223,17 @@ def test_no_code_below_the_api_layer_knows_the_api_version():
         text = path.read_text()
         for needle in ("api-version", "api_version", "from routing.api", "import routing.api"):
             assert needle not in text, (path, needle)
+
+
+def test_preview_maps_are_bounded_as_the_lists_they_become():
+    from routing import limits
+    from routing.errors import InvalidRequest
+
+    many = {f"q{i}": {} for i in range(limits.MAX_WORKER_QUEUES)}
+    assert len(p.VERSION.to_ga("worker", {"queueAssignments": many}, None)["queues"]) == limits.MAX_WORKER_QUEUES
+    with pytest.raises(InvalidRequest) as refused:
+        p.VERSION.to_ga("worker", {"queueAssignments": {**many, "one-more": {}}}, None)
+    assert refused.value.target == "queueAssignments"
+    rules = {f"r{i}": {"trigger": {"kind": "queue-length", "threshold": 1}} for i in range(limits.MAX_LIST_ITEMS + 1)}
+    with pytest.raises(InvalidRequest):
+        p.VERSION.to_ga("exceptionPolicy", {"exceptionRules": rules}, None)

@@ -179,16 +179,17 @@ def _action(value: Any, inbound: bool, where: str) -> Any:
 # --- keyed maps --------------------------------------------------------------------------------
 
 
-def _merged_map(current: Json, patch: Any, where: str) -> Json:
-    """RFC 7396 merge of a preview map patch into the stored map; null clears the whole map."""
+def _merged_map(current: Json, patch: Any, where: str, max_items: int = limits.MAX_LIST_ITEMS) -> Json:
+    """RFC 7396 merge of a preview map patch into the stored map; null clears the whole map.
+    At most `max_items` entries, the bound of the 2023-11-01 list it becomes."""
     if patch is None:
         return {}
     patch = v.require_object(patch, where)
-    if len(patch) > limits.MAX_LIST_ITEMS:
-        raise InvalidRequest(f"{where} has more than {limits.MAX_LIST_ITEMS} entries.", target=where)
+    if len(patch) > max_items:
+        raise InvalidRequest(f"{where} has more than {max_items} entries.", target=where)
     merged = v.merge_patch(current, patch)
-    if len(merged) > limits.MAX_LIST_ITEMS:
-        raise InvalidRequest(f"{where} would hold more than {limits.MAX_LIST_ITEMS} entries.", target=where)
+    if len(merged) > max_items:
+        raise InvalidRequest(f"{where} would hold more than {max_items} entries.", target=where)
     return merged
 
 
@@ -346,7 +347,8 @@ def _worker_in(body: Json, current: Json | None) -> Json:
     if "totalCapacity" in body:
         out["capacity"] = body["totalCapacity"]
     if "queueAssignments" in body:
-        queues = _merged_map({q: {} for q in stored.get("queues") or []}, body["queueAssignments"], "queueAssignments")
+        queues = _merged_map({q: {} for q in stored.get("queues") or []}, body["queueAssignments"], "queueAssignments",
+                             limits.MAX_WORKER_QUEUES)
         for queue_id, assignment in queues.items():
             v.require_object(assignment, f"queueAssignments.{queue_id}")
         out["queues"] = list(queues)
