@@ -48,8 +48,10 @@ from routing.services import workers as worker_services
 from routing.services.common import Precondition
 
 SUPPORTED_API_VERSIONS = versions.SUPPORTED_API_VERSIONS
-# Attempts at a preview map merge (read, merge, compare-and-set) before answering 409.
-MERGE_ATTEMPTS = 5
+# Attempts at a preview map merge (read, merge, compare-and-set) before answering 409. A request
+# loses a round only to one that won it, so up to this many concurrent writers of one resource
+# all get through.
+MERGE_ATTEMPTS = 16
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # Longest colon verb (":waitingRoomLink") a POST path segment may carry after an id.
