@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any, Callable
 
@@ -594,12 +594,19 @@ def matching_mode(value: Any, where: str = "matchingMode") -> dict:
 
 
 def notes(value: Any, where: str, now: datetime) -> list[dict]:
-    """RouterJobNote list; `addedAt` defaults to now and is normalised to UTC (§4.8)."""
+    """RouterJobNote list; `addedAt` defaults to now and is normalised to UTC (§4.8). Each note
+    keeps its own instant: one that repeats an earlier note's `addedAt` is stored a microsecond
+    after it, because clients that key notes by their time (ACS 2022-07-18-preview,
+    RouterJob.notes `{"<date-time>": "text"}`) would otherwise see one note where there are two."""
     result = []
+    taken: set[datetime] = set()
     for i, item in enumerate(require_list(value, where)):
         obj = require_object(item, f"{where}[{i}]")
         message = required_string(obj, "message", f"{where}[{i}]", max_length=limits.MAX_NOTE_LENGTH)
         added = optional_datetime(obj.get("addedAt"), f"{where}[{i}].addedAt") or now
+        while added in taken:
+            added += timedelta(microseconds=1)
+        taken.add(added)
         result.append({"message": message, "addedAt": format_datetime(added)})
     return result
 

@@ -1,6 +1,8 @@
 """The router's own OpenAPI 3.0 document: the ACS Job Router 2023-11-01 operations this server
 implements and our extensions (seed 002), served at `GET /routing/openapi.json` (HMAC-signed like
-every `/routing` request).
+every `/routing` request). The 2022-07-18-preview (`api-version=2022-07-18-preview`) has the same
+paths (plus `:complete` / `:close` on the job, also served under 2023-11-01) with the body shapes
+that `routing.api.versions.preview` translates; this document describes the 2023-11-01 shapes.
 
 Written by hand next to the views rather than generated: the views parse bodies through the typed
 patches (`routing.patches`), which a generator cannot see. Request schemas carry the bounds of
@@ -204,6 +206,10 @@ SCHEMAS: dict[str, Any] = {
     "CancelJobOptions": _object({"note": _string(limits.MAX_NOTE_LENGTH), "dispositionCode": _id()}),
     "CompleteJobOptions": _object({"note": _string(limits.MAX_NOTE_LENGTH)}),
     "CloseJobOptions": _object({"dispositionCode": _id(), "closeAt": DATE_TIME, "note": _string(limits.MAX_NOTE_LENGTH)}),
+    # The 2022-07-18-preview paths of complete/close: the assignment id travels in the body.
+    "CompleteJobRequest": _object({"assignmentId": _id(), "note": _string(limits.MAX_NOTE_LENGTH)}, ("assignmentId",)),
+    "CloseJobRequest": _object({"assignmentId": _id(), "dispositionCode": _id(), "closeAt": DATE_TIME,
+                                "note": _string(limits.MAX_NOTE_LENGTH)}, ("assignmentId",)),
     "UnassignJobOptions": _object({"suspendMatching": {"type": "boolean"}}),
     "DeclineJobOfferOptions": _object({"retryOfferAt": DATE_TIME}),
 }
@@ -284,6 +290,8 @@ def _paths() -> dict[str, Any]:
     paths["/routing/jobs/{jobId}"] = _resource("jobId", "RouterJob", "Job")
     paths["/routing/jobs/{jobId}:cancel"] = _verb(["jobId"], "cancelJob", "CancelJobOptions")
     paths["/routing/jobs/{jobId}:reclassify"] = _verb(["jobId"], "reclassifyJob", None)
+    paths["/routing/jobs/{jobId}:complete"] = _verb(["jobId"], "completeJobByBody", "CompleteJobRequest")
+    paths["/routing/jobs/{jobId}:close"] = _verb(["jobId"], "closeJobByBody", "CloseJobRequest")
     paths["/routing/jobs/{jobId}:waitingRoomLink"] = _verb(["jobId"], "waitingRoomLink", None)  # extension
     paths["/routing/jobs/{jobId}/position"] = {"parameters": [_param("jobId")], "get": _operation("getQueuePosition")}
     for verb, options in [("complete", "CompleteJobOptions"), ("close", "CloseJobOptions"),

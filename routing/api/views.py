@@ -1,6 +1,10 @@
-"""REST views for the ACS Job Router 2023-11-01 data-plane API (§2).
+"""REST views for the ACS Job Router data-plane API, versions 2023-11-01 (§2) and
+2022-07-18-preview.
 
-Views are thin: parse the wire input, call one domain function, render the wire output.
+Views are thin: parse the wire input, call one domain function, render the wire output. The
+`api-version` query parameter picks a translator (`routing.api.versions`) that turns the request
+body into the 2023-11-01 shape the typed patches parse and the 2023-11-01 rendering into the
+caller's shape; nothing below the views knows which version called.
 Action operations use colon verbs on the last path segment (`/routing/jobs/{id}:cancel`); the
 verb is split off on the last `:` and only for POST, so ids may contain colons.
 """
@@ -25,9 +29,9 @@ from rest_framework.views import APIView
 
 from routing import clock, limits, queries
 from routing import validation as v
-from routing.api import openapi, wire
+from routing.api import openapi, versions, wire
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
-from routing.errors import InvalidRequest, NotFound
+from routing.errors import Conflict, InvalidRequest, NotFound, PreconditionFailed
 from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
 from routing.patches import (
     ClassificationPolicyPatch,
@@ -43,7 +47,11 @@ from routing.services import offers as offer_services
 from routing.services import workers as worker_services
 from routing.services.common import Precondition
 
-SUPPORTED_API_VERSIONS = ("2023-11-01",)
+SUPPORTED_API_VERSIONS = versions.SUPPORTED_API_VERSIONS
+# Attempts at a preview map merge (read, merge, compare-and-set) before answering 409. A request
+# loses a round only to one that won it, so up to this many concurrent writers of one resource
+# all get through.
+MERGE_ATTEMPTS = 16
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # Longest colon verb (":waitingRoomLink") a POST path segment may carry after an id.
@@ -70,6 +78,7 @@ class RouterView(APIView):
 
     parser_classes = [RouterJSONParser, MergePatchJSONParser]
     now: datetime
+    version: versions.WireVersion
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -77,14 +86,7 @@ class RouterView(APIView):
         if any("\x00" in key or "\x00" in value for key, value in request.query_params.items()):
             raise InvalidRequest("Query parameters may not contain NUL.")
         self.now = clock.now()
-        version = request.query_params.get("api-version")
-        if not version:
-            raise InvalidRequest("The api-version query parameter is required.", code="MissingApiVersionParameter")
-        if version not in SUPPORTED_API_VERSIONS:
-            raise InvalidRequest(
-                f"api-version {version!r} is not supported; use one of {', '.join(SUPPORTED_API_VERSIONS)}.",
-                code="UnsupportedApiVersion",
-            )
+        self.version = versions.version_for(request.query_params.get("api-version"))
 
     def body(self, request: Request) -> dict[str, Any]:
         """The JSON body as an object; an empty body is `{}`."""
@@ -94,6 +96,36 @@ class RouterView(APIView):
         if not isinstance(data, dict):
             raise InvalidRequest("The request body must be a JSON object.")
         return data
+
+    def upsert(
+        self,
+        request: Request,
+        kind: versions.ResourceKind,
+        read_current: Callable[[], dict[str, Any] | None],
+        upsert: Callable[[dict[str, Any], Precondition | None], tuple[Any, bool]],
+    ) -> tuple[Any, bool]:
+        """Translate the body to 2023-11-01 and call `upsert(ga_body, precondition)`.
+
+        A version that merges keyed maps per key (the preview's worker queues and channels, job
+        notes, exception rules) is given the stored resource (`read_current`, 2023-11-01 shape)
+        and the merged whole list is written only if the resource is still the one read: an
+        If-Match on its ETag (If-None-Match: * when it did not exist), retried on a lost race,
+        so a concurrent writer's change is never overwritten by a stale merge."""
+        body = self.body(request)
+        precondition = precondition_from(request)
+        if not self.version.needs_current(kind, body):
+            return upsert(self.version.to_ga(kind, body, None), precondition)
+        for _attempt in range(MERGE_ATTEMPTS):
+            current = read_current()
+            guard = precondition or (
+                Precondition(if_match=f'"{current["etag"]}"') if current else Precondition(if_none_match="*")
+            )
+            try:
+                return upsert(self.version.to_ga(kind, body, current), guard)
+            except PreconditionFailed:
+                if precondition is not None:
+                    raise
+        raise Conflict("The resource kept changing while this request merged into it; retry.")
 
 
 def split_verb(segment: str, verbs: set[str]) -> tuple[str, str]:
@@ -185,6 +217,7 @@ def _datetime_param(params: dict[str, str], key: str) -> datetime | None:
 
 @dataclass(frozen=True)
 class AdminResource:
+    kind: versions.ResourceKind
     model: type[models.Model]
     what: str
     parse: Callable[[dict[str, Any]], Any]
@@ -196,20 +229,20 @@ class AdminResource:
 
 ADMIN_RESOURCES = {
     "distributionPolicies": AdminResource(
-        DistributionPolicy, "Distribution policy", DistributionPolicyPatch.from_wire, policies.distribution_policy_upsert, "policy_id",
+        "distributionPolicy", DistributionPolicy, "Distribution policy", DistributionPolicyPatch.from_wire, policies.distribution_policy_upsert, "policy_id",
         policies.distribution_policy_delete, wire.distribution_policy,
     ),
     "classificationPolicies": AdminResource(
-        ClassificationPolicy, "Classification policy", ClassificationPolicyPatch.from_wire,
+        "classificationPolicy", ClassificationPolicy, "Classification policy", ClassificationPolicyPatch.from_wire,
         policies.classification_policy_upsert, "policy_id",
         policies.classification_policy_delete, wire.classification_policy,
     ),
     "exceptionPolicies": AdminResource(
-        ExceptionPolicy, "Exception policy", ExceptionPolicyPatch.from_wire, policies.exception_policy_upsert, "policy_id",
+        "exceptionPolicy", ExceptionPolicy, "Exception policy", ExceptionPolicyPatch.from_wire, policies.exception_policy_upsert, "policy_id",
         policies.exception_policy_delete, wire.exception_policy,
     ),
     "queues": AdminResource(
-        Queue, "Queue", QueuePatch.from_wire, policies.queue_upsert, "queue_id", policies.queue_delete, wire.queue
+        "queue", Queue, "Queue", QueuePatch.from_wire, policies.queue_upsert, "queue_id", policies.queue_delete, wire.queue
     ),
 }
 
@@ -233,7 +266,8 @@ class AdminCollectionView(AdminResourceView):
         params = page_params(request)
         res = self.admin
         return paged_response(
-            request, params, res.model._default_manager.all(), lambda items: [res.render(i) for i in items]
+            request, params, res.model._default_manager.all(),
+            lambda items: [self.version.list_item(res.kind, res.render(i)) for i in items],
         )
 
 
@@ -242,17 +276,22 @@ class AdminItemView(AdminResourceView):
 
     def get(self, request: Request, resource_id: str) -> Response:
         obj = policies.get_or_404(self.admin.model, resource_id, self.admin.what)
-        return resource_response(self.admin.render(obj), obj)
+        return resource_response(self.version.render(self.admin.kind, self.admin.render(obj)), obj)
 
     def patch(self, request: Request, resource_id: str) -> Response:
         res = self.admin
-        obj, created = res.upsert(
-            **{res.id_kwarg: resource_id},
-            patch=res.parse(self.body(request)),
-            precondition=precondition_from(request),
-            now=self.now,
+
+        def read_current() -> dict[str, Any] | None:
+            stored = res.model._default_manager.filter(pk=resource_id).first()
+            return None if stored is None else res.render(stored)
+
+        obj, created = self.upsert(
+            request, res.kind, read_current,
+            lambda body, precondition: res.upsert(
+                **{res.id_kwarg: resource_id}, patch=res.parse(body), precondition=precondition, now=self.now
+            ),
         )
-        return resource_response(res.render(obj), obj, status=201 if created else 200)
+        return resource_response(self.version.render(res.kind, res.render(obj)), obj, status=201 if created else 200)
 
     def delete(self, request: Request, resource_id: str) -> Response:
         self.admin.delete(**{self.admin.id_kwarg: resource_id})
@@ -283,24 +322,36 @@ class JobCollectionView(RouterView):
             scheduled_before=_datetime_param(params, "scheduledBefore"),
             scheduled_after=_datetime_param(params, "scheduledAfter"),
         )
-        return paged_response(request, params, qs, lambda items: [wire.job(j, self.now) for j in items])
+        return paged_response(
+            request, params, qs, lambda items: [self.version.list_item("job", wire.job(j, self.now)) for j in items]
+        )
 
 
 class JobItemView(RouterView):
-    """GET / PATCH / DELETE /routing/jobs/{jobId}; POST /routing/jobs/{jobId}:cancel|:reclassify"""
+    """GET / PATCH / DELETE /routing/jobs/{jobId}; POST /routing/jobs/{jobId}:cancel|:reclassify,
+    and :complete|:close with the `assignmentId` in the body (the 2022-07-18-preview paths of the
+    assignment actions, served under every api-version)."""
 
-    verbs = {"cancel", "reclassify", "waitingRoomLink"}
+    verbs = {"cancel", "reclassify", "waitingRoomLink", "complete", "close"}
 
     def get(self, request: Request, job_id: str) -> Response:
         job = queries.job_get(job_id)
-        return resource_response(wire.job(job, self.now), job)
+        return resource_response(self.version.render("job", wire.job(job, self.now)), job)
 
     def patch(self, request: Request, job_id: str) -> Response:
-        job, created = job_services.job_upsert(
-            job_id=job_id, patch=JobPatch.from_wire(self.body(request), now=self.now),
-            precondition=precondition_from(request), now=self.now,
+        def read_current() -> dict[str, Any] | None:
+            try:
+                return wire.job(queries.job_get(job_id), self.now)
+            except NotFound:
+                return None
+
+        job, created = self.upsert(
+            request, "job", read_current,
+            lambda body, precondition: job_services.job_upsert(
+                job_id=job_id, patch=JobPatch.from_wire(body, now=self.now), precondition=precondition, now=self.now
+            ),
         )
-        return resource_response(wire.job(job, self.now), job, status=201 if created else 200)
+        return resource_response(self.version.render("job", wire.job(job, self.now)), job, status=201 if created else 200)
 
     def delete(self, request: Request, job_id: str) -> Response:
         job_services.job_delete(job_id=job_id)
@@ -309,6 +360,11 @@ class JobItemView(RouterView):
     def post(self, request: Request, job_id: str) -> Response:
         job_id, verb = split_verb(job_id, self.verbs)
         body = self.body(request)
+        if verb in ("complete", "close"):
+            assignment_id = v.optional_id(body.get("assignmentId"), "assignmentId")
+            if not assignment_id:
+                raise InvalidRequest("assignmentId is required.", target="assignmentId")
+            return assignment_action(verb, job_id=job_id, assignment_id=assignment_id, body=body, now=self.now)
         if verb == "cancel":
             job_services.job_cancel(
                 job_id=job_id,
@@ -333,6 +389,24 @@ class JobPositionView(RouterView):
         return Response(wire.job_position(queries.job_position(job_id, self.now)))
 
 
+def assignment_action(verb: str, *, job_id: str, assignment_id: str, body: dict[str, Any], now: datetime) -> Response:
+    """:complete (`{note?}`) or :close (`{dispositionCode?, closeAt?, note?}`) of one assignment;
+    200 `{}` (close never answers 202: the 2023-11-01 client accepts only 200, the preview both)."""
+    note = v.optional_string(body.get("note"), "note", max_length=limits.MAX_NOTE_LENGTH)
+    if verb == "complete":
+        job_services.job_complete(job_id=job_id, assignment_id=assignment_id, note=note, now=now)
+    else:
+        job_services.job_close(
+            job_id=job_id,
+            assignment_id=assignment_id,
+            disposition_code=v.optional_id(body.get("dispositionCode"), "dispositionCode"),
+            close_at=v.optional_datetime(body.get("closeAt"), "closeAt"),
+            note=note,
+            now=now,
+        )
+    return Response({})
+
+
 class AssignmentActionView(RouterView):
     """POST /routing/jobs/{jobId}/assignments/{assignmentId}:complete|:close|:unassign"""
 
@@ -341,20 +415,8 @@ class AssignmentActionView(RouterView):
     def post(self, request: Request, job_id: str, assignment: str) -> Response:
         assignment_id, verb = split_verb(assignment, self.verbs)
         body = self.body(request)
-        note = v.optional_string(body.get("note"), "note", max_length=limits.MAX_NOTE_LENGTH)
-        if verb == "complete":
-            job_services.job_complete(job_id=job_id, assignment_id=assignment_id, note=note, now=self.now)
-            return Response({})
-        if verb == "close":
-            job_services.job_close(
-                job_id=job_id,
-                assignment_id=assignment_id,
-                disposition_code=v.optional_id(body.get("dispositionCode"), "dispositionCode"),
-                close_at=v.optional_datetime(body.get("closeAt"), "closeAt"),
-                note=note,
-                now=self.now,
-            )
-            return Response({})
+        if verb != "unassign":
+            return assignment_action(verb, job_id=job_id, assignment_id=assignment_id, body=body, now=self.now)
         job = job_services.job_unassign(
             job_id=job_id,
             assignment_id=assignment_id,
@@ -383,7 +445,8 @@ class WorkerCollectionView(RouterView):
             has_capacity=has_capacity == "true",
         )
         return paged_response(
-            request, params, qs, lambda items: [wire.worker(w) for w in queries.worker_views(items, self.now)]
+            request, params, qs,
+            lambda items: [self.version.list_item("worker", wire.worker(w)) for w in queries.worker_views(items, self.now)],
         )
 
 
@@ -400,15 +463,25 @@ class WorkerItemView(RouterView):
 
     def get(self, request: Request, worker_id: str) -> Response:
         view = queries.worker_get(worker_id, self.now)
-        return resource_response(wire.worker(view), view.worker)
+        return resource_response(self.version.render("worker", wire.worker(view)), view.worker)
 
     def patch(self, request: Request, worker_id: str) -> Response:
-        worker, created = worker_services.worker_upsert(
-            worker_id=worker_id, patch=WorkerPatch.from_wire(self.body(request)),
-            precondition=precondition_from(request), now=self.now,
+        def read_current() -> dict[str, Any] | None:
+            try:
+                return wire.worker(queries.worker_get(worker_id, self.now))
+            except NotFound:
+                return None
+
+        worker, created = self.upsert(
+            request, "worker", read_current,
+            lambda body, precondition: worker_services.worker_upsert(
+                worker_id=worker_id, patch=WorkerPatch.from_wire(body), precondition=precondition, now=self.now
+            ),
         )
         view = queries.worker_get(worker.pk, self.now)
-        return resource_response(wire.worker(view), view.worker, status=201 if created else 200)
+        return resource_response(
+            self.version.render("worker", wire.worker(view)), view.worker, status=201 if created else 200
+        )
 
     def delete(self, request: Request, worker_id: str) -> Response:
         worker_services.worker_delete(worker_id=worker_id, now=self.now)
