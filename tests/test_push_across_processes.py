@@ -61,8 +61,12 @@ async def _desk_until(endpoint: str, cookie: str, predicate, action) -> dict:
     and return the first desk frame that satisfies `predicate`."""
     url = endpoint.replace("http://", "ws://") + "/ws/desk/"
     async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": endpoint}) as ws:
+        # The desk's snapshot comes first of the desk frames; a catalog frame (the queue the test
+        # just created) may be pushed before it.
         first = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert first["type"] == "desk" and first["topic"].startswith("desk:")
+        while first["type"] != "desk":
+            first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert first["topic"].startswith("desk:")
         await asyncio.to_thread(action)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
