@@ -48,17 +48,33 @@ class FakeEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1: the router keeps its connection to a webhook alive between deliveries.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):  # noqa: N802 (http.server naming)
+                self._answer("POST")
+
+            def do_OPTIONS(self):  # noqa: N802 (the CloudEvents webhook handshake)
+                self._answer("OPTIONS")
+
+            def do_GET(self):  # noqa: N802
+                self._answer("GET")
+
+            def _answer(self, method):
                 length = int(self.headers.get("Content-Length") or 0)
-                rec = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                path = self.path.split("?", 1)[0]
+                rec = Recorded(method, path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
                 endpoint.requests.append(rec)
-                route = endpoint.routes.get(self.path)
-                status, body = route(rec) if route else (404, {"error": "no route"})
+                route = endpoint.routes.get(path)
+                # A route answers (status, body) or (status, body, extra headers).
+                status, body, *extra = route(rec) if route else (404, {"error": "no route"})
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in (extra[0] if extra else {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
