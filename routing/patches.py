@@ -450,6 +450,11 @@ class EventSubscriptionPatch:
             dead_letter_enabled=_field(body, "deadLetterEnabled", _or_default("dead_letter_enabled", _bool)),
         )
 
+    def check_complete(self, *, created: bool) -> None:
+        """A new subscription needs its endpointUrl (InvalidRequest, 400)."""
+        if created and self.endpoint_url is UNSET:
+            raise InvalidRequest("endpointUrl is required.", target="endpointUrl")
+
     def fields(self) -> dict[str, Any]:
         """The model fields this patch sets (name → value)."""
         return {name: value for name, value in self.__dict__.items() if value is not UNSET}
