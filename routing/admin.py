@@ -625,6 +625,7 @@ class RouterTimerAdmin(ReadOnlyAdmin):
 
 
 class EventSubscriptionForm(ServiceForm):
+    endpoint_url = forms.URLField(max_length=2048, assume_scheme="https")
     included_event_types = forms.JSONField(
         required=False, initial=list, help_text='e.g. ["Microsoft.Communication.RouterWorkerOfferIssued"]; empty: all',
     )

@@ -168,10 +168,10 @@ def job_received(job: Job, now: datetime) -> None:
 
 def job_classified(job: Job, now: datetime) -> None:
     """RouterJobClassified: classification chose the job's queue, priority and selectors."""
-    queue = Queue.objects.filter(pk=job.queue_id).values("name", "labels").first() or {}
+    queue = Queue.objects.filter(pk=job.queue_id).first()
     _job_event("RouterJobClassified", job, now, {
-        "queueDetails": {"id": job.queue_id, "name": queue.get("name") or "",
-                         "labels": _string_map({**(queue.get("labels") or {}), "Id": job.queue_id})},
+        "queueDetails": {"id": job.queue_id, "name": queue.name if queue else "",
+                         "labels": _string_map({**(queue.labels if queue else {}), "Id": job.queue_id})},
         "classificationPolicyId": job.classification_policy_id,
         "priority": job.priority,
         "attachedWorkerSelectors": _selectors(job.attached_worker_selectors),
