@@ -37,6 +37,7 @@ import json
 import logging
 import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +46,7 @@ from typing import Any, Callable
 import requests
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import Q
+from django.db.models import F, Q
 from standardwebhooks.webhooks import Webhook
 
 from routing import clock
@@ -219,7 +220,8 @@ def _expire(sub: EventSubscription, now: datetime) -> None:
         subscription_id=sub.pk, status=DeliveryStatus.PENDING,
         created_at__lt=now - timedelta(minutes=sub.event_ttl_minutes),
     )
-    _give_up(sub, stale, "TimeToLiveExceeded", now)
+    if stale.exists():  # a read first: the common case writes nothing
+        _give_up(sub, stale, "TimeToLiveExceeded", now)
 
 
 def _give_up(sub: EventSubscription, rows: Any, reason: str, now: datetime, outcome: str | None = None) -> None:
@@ -230,16 +232,12 @@ def _give_up(sub: EventSubscription, rows: Any, reason: str, now: datetime, outc
     rows.filter(status=DeliveryStatus.PENDING).update(**fields)
 
 
-def _record(sub: EventSubscription, batch: list[EventDelivery], outcome: Outcome, now: datetime) -> None:
-    """Store what one delivery attempt came to (its own short writes, after the HTTP call)."""
+def _record_failure(sub: EventSubscription, batch: list[EventDelivery], outcome: Outcome, now: datetime) -> None:
+    """Store a failed attempt (its own short writes, after the HTTP call): retry on Event Grid's
+    schedule, or give up (no-retry status, last allowed attempt)."""
     ids = [d.pk for d in batch]
     rows = EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING)
     attempts = batch[0].attempts + 1
-    if outcome.ok:
-        rows.update(status=DeliveryStatus.DELIVERED, delivered_at=now, attempts=attempts, last_attempt_at=now,
-                    last_outcome=outcome.text)
-        EventSubscription.objects.filter(pk=sub.pk).update(last_success_at=now)
-        return
     EventSubscription.objects.filter(pk=sub.pk).update(last_failure_at=now, last_failure=outcome.text)
     rows.update(attempts=attempts, last_attempt_at=now, last_outcome=outcome.text)
     if outcome.status in NO_RETRY_STATUSES:
@@ -256,10 +254,23 @@ def _record(sub: EventSubscription, batch: list[EventDelivery], outcome: Outcome
         ).exclude(pk__in=ids).update(due_at=retry_at)
 
 
-def _next_batch(sub: EventSubscription, now: datetime) -> list[EventDelivery]:
+def _mark_delivered(sub: EventSubscription, ids: list[int], now: datetime) -> None:
+    """One write for many delivered rows (see `deliver_claimed`)."""
+    if ids:
+        EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.DELIVERED, delivered_at=now, attempts=F("attempts") + 1, last_attempt_at=now,
+            last_outcome="delivered (2xx)",
+        )
+        EventSubscription.objects.filter(pk=sub.pk).update(last_success_at=now)
+        ids.clear()
+
+
+def _due_rows(sub: EventSubscription, now: datetime, skip: list[int]) -> list[EventDelivery]:
+    """The subscription's next due rows in order (a few batches' worth: one query for many POSTs),
+    leaving out rows already sent but not yet marked."""
     return list(
         EventDelivery.objects.filter(subscription_id=sub.pk, status=DeliveryStatus.PENDING, due_at__lte=now)
-        .select_related("event").order_by("due_at", "pk")[: sub.max_events_per_batch]
+        .exclude(pk__in=skip).select_related("event").order_by("due_at", "pk")[: max(sub.max_events_per_batch, 50)]
     )
 
 
@@ -277,24 +288,62 @@ def send_batch(sub: EventSubscription, batch: list[EventDelivery], now: datetime
     return _http("POST", sub.endpoint_url, data=body, headers=headers)
 
 
+# Delivered rows are marked in one write per this many rows or seconds: a webhook answers in
+# about a millisecond, a write costs more (SQLite serialises writers), so marking each at once
+# would cap a subscription at the database's write rate. A process killed in between sends those
+# again: Event Grid promises at least once.
+MARK_EVERY_ROWS = 100
+MARK_EVERY_SECONDS = 0.25
+# A claim stays a moment after its queue ran dry, looking again every LOOK_AGAIN_SECONDS: events
+# committed by the web processes (which cannot nudge this one) then leave within milliseconds.
+LINGER_SECONDS = 1.0
+LOOK_AGAIN_SECONDS = 0.01
+
+
+def _still_ours(sub: EventSubscription, owner: str, lease: timedelta) -> bool:
+    """Renew the lease, unless the subscription was deleted, re-pointed (a new validation code)
+    or taken over: then this claim stops."""
+    return bool(EventSubscription.objects.filter(
+        pk=sub.pk, lease_owner=owner, provisioning_state=ProvisioningState.SUCCEEDED,
+        validation_code=sub.validation_code,
+    ).update(lease_until=clock.now() + lease))
+
+
 def deliver_claimed(sub: EventSubscription, owner: str) -> int:
-    """Send a claimed subscription's due batches in order until none is due, one fails, or
-    BATCHES_PER_CLAIM went out; renews the lease after each. Returns events delivered."""
-    delivered = 0
+    """Send a claimed subscription's due batches in order until none has been due for
+    LINGER_SECONDS or one fails; returns the events delivered."""
     lease = timedelta(seconds=settings.JOBROUTER_EVENT_DELIVERY_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS)
-    for _ in range(BATCHES_PER_CLAIM):
-        now = clock.now()
-        _expire(sub, now)
-        batch = _next_batch(sub, now)
-        if not batch:
-            break
-        outcome = send_batch(sub, batch, now)
-        _record(sub, batch, outcome, clock.now())
-        if not outcome.ok:
-            logger.info("delivery to %s failed: %s", sub.pk, outcome.text)
-            break
-        delivered += len(batch)
-        EventSubscription.objects.filter(pk=sub.pk, lease_owner=owner).update(lease_until=clock.now() + lease)
+    _expire(sub, clock.now())
+    sent: list[int] = []
+    delivered = 0
+    marked_at = idle_since = time.monotonic()
+    try:
+        while True:
+            rows = _due_rows(sub, clock.now(), sent)
+            if not rows:
+                _mark_delivered(sub, sent, clock.now())
+                if time.monotonic() - idle_since > LINGER_SECONDS:
+                    break
+                time.sleep(LOOK_AGAIN_SECONDS)
+                continue
+            for start in range(0, len(rows), sub.max_events_per_batch):
+                batch = rows[start:start + sub.max_events_per_batch]
+                outcome = send_batch(sub, batch, clock.now())
+                if not outcome.ok:
+                    _mark_delivered(sub, sent, clock.now())
+                    _record_failure(sub, batch, outcome, clock.now())
+                    logger.info("delivery to %s failed: %s", sub.pk, outcome.text)
+                    return delivered
+                sent.extend(d.pk for d in batch)
+                delivered += len(batch)
+            idle_since = time.monotonic()
+            if len(sent) >= MARK_EVERY_ROWS or idle_since - marked_at > MARK_EVERY_SECONDS:
+                _mark_delivered(sub, sent, clock.now())
+                marked_at = idle_since
+                if not _still_ours(sub, owner, lease):
+                    break
+    finally:
+        _mark_delivered(sub, sent, clock.now())
     return delivered
 
 
