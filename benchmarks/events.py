@@ -39,6 +39,7 @@ from benchmarks.run import (  # noqa: E402
     Servers,
     SignedClient,
     api,
+    cores,
     lifecycle_window,
     percentile,
     prepare_environment,
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"commit -> receiver latency over {len(lat)} events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
                   f"p99 {percentile(lat, 99) * 1000:.0f} ms, mean {statistics.mean(lat) * 1000:.0f} ms")
         for res in (base, subscribed):
+            print(f"  CPU ({res.name} subscription): {cores(res.cpu, res.seconds, False)}")
             print(f"  REST call p50/p99 ({res.name} subscription): " + ", ".join(
                 f"{op} {percentile(times, 50) * 1000:.0f}/{percentile(times, 99) * 1000:.0f} ms"
                 for op, times in sorted(res.op_times.items())))
