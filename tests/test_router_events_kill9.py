@@ -13,7 +13,7 @@ import time
 import pytest
 
 from routing.models import DeliveryStatus, EventDelivery
-from tests.conftest import ROOT, eventually
+from tests.conftest import ROOT, _stop, eventually
 from tests.event_receiver import EventReceiver, rest, subscribe
 from tests.test_router_events_delivery import _jobs
 
@@ -59,7 +59,6 @@ def test_kill_9_of_the_background_worker_during_delivery_loses_no_event(
     try:
         eventually(lambda: not EventDelivery.objects.exclude(status=DeliveryStatus.DELIVERED).exists(), timeout=30)
     finally:
-        os.killpg(second.pid, signal.SIGTERM)
-        second.wait(timeout=15)
+        _stop(second)
     assert {e["id"] for e in receiver.events()} == owed
     assert len(owed) == 6
