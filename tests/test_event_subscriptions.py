@@ -158,3 +158,25 @@ def test_events_older_than_the_retention_are_pruned(router_clock, access_key, ad
     assert prune_events(now=router_clock.now() + timedelta(days=31)) == kept
     assert not PublishedEvent.objects.exists() and not EventDelivery.objects.exists()
     assert ProvisioningState.SUCCEEDED and DeliveryStatus.PENDING
+
+
+@pytest.mark.parametrize("dead_letter, status", [(True, DeliveryStatus.DEAD_LETTERED), (False, DeliveryStatus.DROPPED)])
+def test_events_past_their_time_to_live_give_up_without_a_post(
+    router_clock, access_key, admin_client, client, http_endpoint, dead_letter, status
+):
+    from tests.event_receiver import EventReceiver
+
+    receiver = EventReceiver(http_endpoint)
+    _patch(access_key, "ttl", {"endpointUrl": receiver.url, "eventTimeToLiveInMinutes": 1,
+                               "deadLetterEnabled": dead_letter})
+    from routing.models import EventSubscription
+    from routing.services.delivery import serve_subscription
+
+    assert event_subscription_validate(subscription_id="ttl", code=EventSubscription.objects.get(pk="ttl").validation_code)
+    make_distribution_policy(admin_client)
+    make_queue(admin_client, "q-1")
+    client.upsert_job("j-1", RouterJob(channel_id="voice", queue_id="q-1"))
+    router_clock.advance(61)
+    serve_subscription("ttl")
+    assert receiver.notifications == []
+    assert set(EventDelivery.objects.values_list("status", "dead_letter_reason")) == {(status, "TimeToLiveExceeded")}

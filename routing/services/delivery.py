@@ -372,7 +372,6 @@ def release(subscription_id: str, owner: str) -> None:
 def serve_subscription(subscription_id: str) -> int:
     """Claim one subscription, run its handshake or send its due batches, release it. Returns
     the events delivered (0 when another loop holds it)."""
-    close_old_connections()
     owner = uuid.uuid4().hex
     now = clock.now()
     sub = claim(subscription_id, owner, now)
@@ -388,7 +387,6 @@ def serve_subscription(subscription_id: str) -> int:
         return deliver_claimed(sub, owner)
     finally:
         release(subscription_id, owner)
-        close_old_connections()
 
 
 def subscriptions_with_work(now: datetime) -> list[str]:
@@ -418,10 +416,12 @@ def run_delivery_loop(*, should_stop: Callable[[], bool], poll_seconds: float | 
 
     def serve(subscription_id: str) -> None:
         try:
+            close_old_connections()
             serve_subscription(subscription_id)
         except Exception:
             logger.exception("delivery to event subscription %s failed", subscription_id)
         finally:
+            close_old_connections()
             with lock:
                 in_flight.discard(subscription_id)
             wake.set()
