@@ -163,3 +163,25 @@ def test_a_slow_receiver_does_not_hold_up_another_subscription(live_admin_client
     eventually(lambda: len(fast.events()) >= 2, timeout=3)
     assert time.monotonic() - started < 3
     assert slow.accepted == []
+
+
+def test_two_background_workers_send_each_event_once_and_in_order(
+    router, live_admin_client, live_client, http_endpoint
+):
+    from tests.conftest import _stop
+
+    second = router.start_worker()  # another `manage.py qcluster` on the same database
+    try:
+        receiver = EventReceiver(http_endpoint)
+        _subscribed(live_client, "two", receiver)
+        _jobs(live_admin_client, live_client, 6)
+        expected = 12
+        eventually(lambda: len(receiver.events()) >= expected, timeout=20)
+        time.sleep(1.5)  # anything sent twice would have arrived by now
+        ids = [e["id"] for e in receiver.events()]
+        assert len(ids) == len(set(ids)) == expected
+        for i in range(6):
+            types = [e["eventType"].rsplit(".", 1)[1] for e in receiver.events() if e["data"].get("jobId") == f"j-{i}"]
+            assert types == ["RouterJobReceived", "RouterJobQueued"]
+    finally:
+        _stop(second)
