@@ -48,6 +48,10 @@ def test_an_endpoint_that_refuses_the_handshake_fails_and_gets_no_events(
     _jobs(live_admin_client, live_client, 1)
     time.sleep(0.5)  # what would have been delivered by now
     assert receiver.notifications == []
+    # Fixed, the endpoint named again is validated again.
+    receiver.validate = True
+    subscribe(live_client, "refused", receiver.url)
+    eventually(lambda: _state(live_client, "refused") == "Succeeded")
 
 
 def test_an_endpoint_that_answers_without_the_code_is_validated_by_a_get_of_the_validation_url(

@@ -55,7 +55,8 @@ def event_subscription_upsert(
 ) -> tuple[EventSubscription, bool]:
     """Create or merge-patch an event subscription; returns (subscription, created). A created
     one carries its new `signing_secret` (shown to the client only in that answer). A new
-    endpoint or schema asks for validation again (`AwaitingManualAction`). InvalidRequest (400):
+    endpoint or schema, or `endpointUrl` sent again after a failed validation, asks for
+    validation again (`AwaitingManualAction`). InvalidRequest (400):
     no endpointUrl at creation, or plain http:// without JOBROUTER_ALLOW_HTTP_WEBHOOKS;
     PreconditionFailed (412)."""
     now = clock(now)
@@ -68,9 +69,10 @@ def event_subscription_upsert(
             for name, default in EVENT_SUBSCRIPTION_DEFAULTS.items():
                 setattr(sub, name, default)
             sub.signing_secret = new_signing_secret()
+        # A new endpoint or schema, or an endpoint named again after it failed validation.
         revalidate = created or any(
             name in fields and fields[name] != getattr(sub, name) for name in ("endpoint_url", "delivery_schema")
-        )
+        ) or ("endpoint_url" in fields and sub.provisioning_state == ProvisioningState.FAILED)
         for name, value in fields.items():
             setattr(sub, name, value)
         _check_endpoint(sub.endpoint_url)
