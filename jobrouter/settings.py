@@ -136,8 +136,26 @@ JOBROUTER_TIMER_POLL_SECONDS = env_float("JOBROUTER_TIMER_POLL_SECONDS", 0.2)
 JOBROUTER_RULE_TIMEOUT_SECONDS = env_float("JOBROUTER_RULE_TIMEOUT_SECONDS", 5)
 # requests-oauthlib refuses token endpoints over plain http unless told otherwise; allow it for
 # local webhook endpoints (tests, development) only when asked.
-if env_bool("JOBROUTER_ALLOW_HTTP_WEBHOOKS", False):
+# Also lets event subscriptions name plain http:// endpoints (refused otherwise).
+JOBROUTER_ALLOW_HTTP_WEBHOOKS = env_bool("JOBROUTER_ALLOW_HTTP_WEBHOOKS", False)
+if JOBROUTER_ALLOW_HTTP_WEBHOOKS:
     os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+# Router events (Event Grid publisher): the `topic` / CloudEvents `source` of every event, in the
+# shape of an ACS resource path.
+JOBROUTER_EVENT_TOPIC = env_str(
+    "JOBROUTER_EVENT_TOPIC",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/jobrouter"
+    "/providers/Microsoft.Communication/communicationServices/jobrouter",
+)
+# The router's own base URL as webhook endpoints reach it (validationUrl of the handshake).
+JOBROUTER_PUBLIC_URL = env_str("JOBROUTER_PUBLIC_URL", "http://localhost:8000").rstrip("/")
+# Events are kept this many days (job and worker timelines), then pruned by the timer loop.
+JOBROUTER_EVENT_RETENTION_DAYS = env_float("JOBROUTER_EVENT_RETENTION_DAYS", 30)
+# One webhook delivery (a POST of a batch) may take this long, in seconds (Event Grid: 30).
+JOBROUTER_EVENT_DELIVERY_TIMEOUT_SECONDS = env_float("JOBROUTER_EVENT_DELIVERY_TIMEOUT_SECONDS", 30)
+# Subscriptions one background worker delivers to at once (one thread each).
+JOBROUTER_EVENT_DELIVERY_THREADS = int(env_float("JOBROUTER_EVENT_DELIVERY_THREADS", 8))
 
 # How long a waiting-room link stays valid, in seconds.
 JOBROUTER_WAITING_ROOM_TTL_SECONDS = env_float("JOBROUTER_WAITING_ROOM_TTL_SECONDS", 4 * 3600)

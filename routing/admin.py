@@ -21,7 +21,10 @@ from routing.errors import RouterError
 from routing.models import (
     Assignment,
     ClassificationPolicy,
+    DeliveryStatus,
     DistributionPolicy,
+    EventDelivery,
+    EventSubscription,
     ExceptionPolicy,
     Job,
     JobStatus,
@@ -33,14 +36,16 @@ from routing.models import (
 from routing.patches import (
     ClassificationPolicyPatch,
     DistributionPolicyPatch,
+    EventSubscriptionPatch,
     ExceptionPolicyPatch,
     QueuePatch,
     WorkerPatch,
 )
 from routing.queries import worker_views
 from routing.services import jobs as job_services
-from routing.services import matching, policies
+from routing.services import matching, policies, subscriptions
 from routing.services import workers as worker_services
+from routing.timeline import timeline as event_timeline
 
 
 class ServiceForm(forms.ModelForm):
@@ -130,6 +135,15 @@ class ServiceAdmin(admin.ModelAdmin):
 
     def delete_one(self, pk: str) -> None:
         type(self).delete(**{self.id_kwarg: pk})
+
+
+def render_timeline(entries) -> str:
+    """Timeline entries as "10:02:03 offered to ana (expires 10:02:33) · …", one per line."""
+    if not entries:
+        return "— (no events kept)"
+    return format_html_join(
+        "", '<div class="timeline-entry">{} {}</div>', ((e.at.strftime("%H:%M:%S"), e.text) for e in entries)
+    )
 
 
 def pretty_json(value: Any) -> str:
@@ -423,6 +437,13 @@ class WorkerAdmin(ServiceAdmin):
     def channel_list(self, obj):
         return ", ".join(f"{c.channel_id}×{c.capacity_cost_per_job}" for c in obj.channels.all())
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *(["timeline"] if obj else [])]
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        return render_timeline(event_timeline(worker_id=obj.pk))
+
     def to_patch(self, data):
         return {
             "capacity": data.get("capacity"),
@@ -485,9 +506,13 @@ class JobAdmin(admin.ModelAdmin):
         "id", "status", "eligible_workers", "channel_reference", "channel_id", "queue", "classification_policy",
         "priority",
         "enqueued_at", "scheduled_at", "disposition_code", "selectors", "labels_display", "tags", "notes_display",
-        "matching_mode", "unassignment_count", "created_at", "updated_at",
+        "matching_mode", "unassignment_count", "created_at", "updated_at", "timeline",
     )
     fields = readonly_fields
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        return render_timeline(event_timeline(job_id=obj.pk))
 
     def has_add_permission(self, request):
         return False
@@ -594,3 +619,102 @@ class RouterTimerAdmin(ReadOnlyAdmin):
     def short_error(self, obj: RouterTimer) -> str:
         return obj.last_error[:120]
 
+
+
+# --- router events: subscriptions and deliveries ----------------------------------------------
+
+
+class EventSubscriptionForm(ServiceForm):
+    endpoint_url = forms.URLField(max_length=2048, assume_scheme="https")
+    included_event_types = forms.JSONField(
+        required=False, initial=list, help_text='e.g. ["Microsoft.Communication.RouterWorkerOfferIssued"]; empty: all',
+    )
+
+    class Meta:
+        model = EventSubscription
+        fields = (
+            "endpoint_url", "delivery_schema", "subject_begins_with", "subject_ends_with", "max_delivery_attempts",
+            "event_ttl_minutes", "max_events_per_batch", "dead_letter_enabled",
+        )
+
+
+@admin.register(EventSubscription)
+class EventSubscriptionAdmin(ServiceAdmin):
+    """Webhook subscriptions to router events: saved through `event_subscription_upsert` (as the
+    REST API and `manage.py eventsubscription`), with their delivery health and a "send test
+    event" action. The signing secret is shown once, when the subscription is created."""
+
+    patch_class = EventSubscriptionPatch
+    form = EventSubscriptionForm
+    upsert = staticmethod(subscriptions.event_subscription_upsert)
+    delete = staticmethod(subscriptions.event_subscription_delete)
+    id_kwarg = "subscription_id"
+    list_display = ("id", "endpoint_url", "provisioning_state", "health", "last_success_at", "last_failure_at")
+    list_filter = ("provisioning_state", "delivery_schema")
+    readonly_fields = ("provisioning_state", "validation_outcome", "health", "last_success_at", "last_failure_at",
+                       "last_failure")
+    actions = ("send_test_event",)
+
+    def to_patch(self, data):
+        return {
+            "endpointUrl": data.get("endpoint_url"),
+            "eventDeliverySchema": data.get("delivery_schema") or None,
+            "includedEventTypes": data.get("included_event_types") or [],
+            "subjectBeginsWith": data.get("subject_begins_with") or "",
+            "subjectEndsWith": data.get("subject_ends_with") or "",
+            "maxDeliveryAttempts": data.get("max_delivery_attempts"),
+            "eventTimeToLiveInMinutes": data.get("event_ttl_minutes"),
+            "maxEventsPerBatch": data.get("max_events_per_batch"),
+            "deadLetterEnabled": bool(data.get("dead_letter_enabled")),
+        }
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        saved = EventSubscription.objects.filter(pk=obj.pk).first()
+        if saved is not None and not change:
+            self.message_user(request, f"Signing secret of {saved.pk} (shown only now): {saved.signing_secret}")
+
+    @admin.display(description="delivery health")
+    def health(self, obj):
+        counts = {status: EventDelivery.objects.filter(subscription=obj, status=status).count()
+                  for status in (DeliveryStatus.PENDING, DeliveryStatus.DEAD_LETTERED)}
+        failing = EventDelivery.objects.filter(subscription=obj, status=DeliveryStatus.PENDING, attempts__gt=0).count()
+        state = "failing" if failing else "healthy"
+        return (f"{state}: {counts[DeliveryStatus.PENDING]} pending ({failing} retrying), "
+                f"{counts[DeliveryStatus.DEAD_LETTERED]} dead-lettered")
+
+    @admin.action(description="Send a test event")
+    def send_test_event(self, request, queryset):
+        for sub in queryset:
+            try:
+                subscriptions.event_subscription_send_test(subscription_id=sub.pk)
+                self.message_user(request, f"Test event owed to {sub.pk}.")
+            except RouterError as exc:
+                self.message_user(request, f"{sub.pk}: {exc.message}", level=messages.WARNING)
+
+
+@admin.register(EventDelivery)
+class EventDeliveryAdmin(ReadOnlyAdmin):
+    """Each event owed to each subscription; the dead-lettered ones keep their reason, attempts
+    and last outcome and can be sent again ("Redeliver")."""
+
+    list_display = ("event_type", "subject", "subscription", "status", "attempts", "last_outcome",
+                    "dead_letter_reason", "due_at")
+    list_filter = ("status", "subscription", "dead_letter_reason")
+    search_fields = ("event__job_id", "event__worker_id", "event__subject")
+    list_select_related = ("event",)
+    actions = ("redeliver",)
+
+    @admin.display(description="event")
+    def event_type(self, obj):
+        return obj.event.event_type.rsplit(".", 1)[-1]
+
+    @admin.display(description="subject")
+    def subject(self, obj):
+        return obj.event.subject
+
+    @admin.action(description="Redeliver (dead-lettered only)")
+    def redeliver(self, request, queryset):
+        count = subscriptions.deliveries_redeliver(delivery_ids=queryset.values_list("pk", flat=True),
+                                                   now=clock.now())
+        self.message_user(request, f"{count} dead-lettered delivery(ies) queued again.")

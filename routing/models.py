@@ -457,3 +457,131 @@ class RouterEvent(models.Model):
 
     def __str__(self) -> str:
         return self.topic
+
+
+# The 22 Job Router event types (azure.eventgrid.SystemEventNames, Router*), as `eventType`.
+ROUTER_EVENT_TYPES = tuple(
+    "Microsoft.Communication." + name
+    for name in (
+        "RouterJobReceived", "RouterJobClassified", "RouterJobClassificationFailed", "RouterJobQueued",
+        "RouterJobCompleted", "RouterJobClosed", "RouterJobCancelled", "RouterJobExceptionTriggered",
+        "RouterJobWorkerSelectorsExpired", "RouterJobUnassigned", "RouterJobWaitingForActivation",
+        "RouterJobSchedulingFailed", "RouterJobDeleted", "RouterWorkerOfferIssued", "RouterWorkerOfferAccepted",
+        "RouterWorkerOfferDeclined", "RouterWorkerOfferRevoked", "RouterWorkerOfferExpired",
+        "RouterWorkerRegistered", "RouterWorkerUpdated", "RouterWorkerDeregistered", "RouterWorkerDeleted",
+    )
+)
+
+
+class PublishedEvent(models.Model):
+    """One router event as Event Grid publishes it (ACS Job Router events, `Microsoft.Communication.
+    Router*`), written by the domain operation that made the transition, in its transaction: the
+    outbox of webhook delivery and the job/worker timeline of the admin. `seq` orders events as
+    they committed per row lock (the order of one job's events); `data` is the event's `data`
+    object in the wire shape of the Event Grid swagger (`AcsRouter*EventData`)."""
+
+    seq = models.BigAutoField(primary_key=True)
+    id = models.UUIDField(default=uuid.uuid4, unique=True)
+    event_type = models.CharField(max_length=80)
+    subject = models.CharField(max_length=1200)
+    data = models.JSONField(default=dict)
+    # What the timeline of a job or a worker selects on (either may be empty).
+    job_id = models.CharField(max_length=255, null=True, blank=True)
+    worker_id = models.CharField(max_length=255, null=True, blank=True)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["occurred_at"], name="pubevent_occurred"),
+            models.Index(fields=["job_id", "seq"], name="pubevent_job"),
+            models.Index(fields=["worker_id", "seq"], name="pubevent_worker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.subject}"
+
+
+class DeliverySchema(models.TextChoices):
+    """Event Grid `eventDeliverySchema` values a subscription may ask for."""
+
+    EVENT_GRID = "EventGridSchema"
+    CLOUD_EVENTS = "CloudEventSchemaV1_0"
+
+
+class ProvisioningState(models.TextChoices):
+    """Event Grid subscription `provisioningState`: AwaitingManualAction until the endpoint
+    passed validation, then Succeeded; Failed when it refused the handshake."""
+
+    AWAITING = "AwaitingManualAction"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class EventSubscription(RouterResource):
+    """A webhook subscription to router events (Event Grid event subscription, webhook
+    destination). Only `Succeeded` subscriptions get deliveries. A delivery loop owns a
+    subscription while `lease_until` is ahead (compare-and-set claim), so each batch is sent by
+    one process and one job's events leave in order."""
+
+    endpoint_url = models.URLField(max_length=2048)
+    delivery_schema = models.CharField(max_length=32, choices=DeliverySchema.choices, default=DeliverySchema.EVENT_GRID)
+    included_event_types = models.JSONField(default=list, blank=True)
+    subject_begins_with = models.CharField(max_length=1024, blank=True, default="")
+    subject_ends_with = models.CharField(max_length=1024, blank=True, default="")
+    max_delivery_attempts = models.PositiveIntegerField(default=30)
+    event_ttl_minutes = models.PositiveIntegerField(default=1440)
+    max_events_per_batch = models.PositiveIntegerField(default=1)
+    dead_letter_enabled = models.BooleanField(default=True)
+    provisioning_state = models.CharField(
+        max_length=32, choices=ProvisioningState.choices, default=ProvisioningState.AWAITING
+    )
+    # Standard Webhooks secret ("whsec_" + base64), shown to the client once, at creation.
+    signing_secret = models.CharField(max_length=100)
+    validation_code = models.CharField(max_length=64, blank=True, default="")
+    # When the handshake was sent (None: owed), and what the endpoint answered (bounded).
+    validation_sent_at = models.DateTimeField(null=True, blank=True)
+    validation_outcome = models.CharField(max_length=1000, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    # Delivery health, as the admin shows it.
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_failure = models.CharField(max_length=1000, blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "deadLettered"
+    DROPPED = "dropped"
+
+
+class EventDelivery(models.Model):
+    """One event owed to one subscription: written with the event (same transaction), claimed
+    through its subscription's lease, retried on Event Grid's schedule until delivered,
+    dead-lettered (reason, attempts and last outcome kept; re-deliverable) or dropped."""
+
+    subscription = models.ForeignKey(EventSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(PublishedEvent, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    created_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=1000, blank=True, default="")
+    dead_letter_reason = models.CharField(max_length=64, blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "event deliveries"
+        indexes = [
+            # What a delivery loop sends next for a subscription: due rows in event order.
+            models.Index(fields=["subscription", "status", "due_at"], name="delivery_due"),
+            models.Index(fields=["status", "due_at"], name="delivery_status_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.subscription_id}"

@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 from routing import limits
 from routing import validation as v
 from routing.errors import InvalidRequest
+from routing.models import ROUTER_EVENT_TYPES
 
 T = TypeVar("T")
 
@@ -347,3 +348,113 @@ class QueuePatch:
         """A new queue needs a distribution policy (policy existence is the domain's check)."""
         if created and (self.distribution_policy_id is UNSET or self.distribution_policy_id is None):
             raise InvalidRequest("distributionPolicyId is required.", target="distributionPolicyId")
+
+
+# --- event subscriptions ---------------------------------------------------------------------
+
+# Event Grid's bounds and defaults of a webhook event subscription.
+EVENT_SUBSCRIPTION_DEFAULTS: dict[str, Any] = {
+    "delivery_schema": "EventGridSchema",
+    "included_event_types": [],
+    "subject_begins_with": "",
+    "subject_ends_with": "",
+    "max_delivery_attempts": 30,
+    "event_ttl_minutes": 1440,
+    "max_events_per_batch": 1,
+    "dead_letter_enabled": True,
+}
+DELIVERY_SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")
+
+
+def _or_default(name: str, parse: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """A merge-patch null puts the field back to Event Grid's default."""
+
+    def parse_or_default(value: Any, where: str) -> Any:
+        return EVENT_SUBSCRIPTION_DEFAULTS[name] if value is None else parse(value, where)
+
+    return parse_or_default
+
+
+def _endpoint_url(value: Any, where: str) -> str:
+    url = v.optional_string(value, where, max_length=limits.MAX_URI_LENGTH)
+    if not url or not url.lower().startswith(("http://", "https://")):
+        raise InvalidRequest(f"{where} must be an http(s) URL.", target=where)
+    return url
+
+
+def _schema(value: Any, where: str) -> str:
+    if value not in DELIVERY_SCHEMAS:
+        raise InvalidRequest(f"{where} must be one of {', '.join(DELIVERY_SCHEMAS)}.", target=where)
+    return value
+
+
+def _event_types(value: Any, where: str) -> list[str]:
+    types = []
+    for i, item in enumerate(v.require_list(value, where, max_items=len(ROUTER_EVENT_TYPES))):
+        if item not in ROUTER_EVENT_TYPES:
+            raise InvalidRequest(f"{where}[{i}] is not a Job Router event type.", target=f"{where}[{i}]")
+        types.append(item)
+    return types
+
+
+def _subject_part(value: Any, where: str) -> str:
+    return v.optional_string(value, where, max_length=limits.MAX_TEXT_LENGTH) or ""
+
+
+def _bounded_int(minimum: int, maximum: int) -> Callable[[Any, str], int]:
+    def parse(value: Any, where: str) -> int:
+        return int(v.optional_int(value, where, minimum=minimum, maximum=maximum) or 0)
+
+    return parse
+
+
+def _bool(value: Any, where: str) -> bool:
+    return bool(v.optional_bool(value, where))
+
+
+@dataclass(frozen=True)
+class EventSubscriptionPatch:
+    """Event subscription merge patch, fields named as Event Grid names them: `endpointUrl`
+    (http(s), required at creation), `eventDeliverySchema` (EventGridSchema | CloudEventSchemaV1_0),
+    `includedEventTypes` (Job Router types; empty = all), `subjectBeginsWith`, `subjectEndsWith`,
+    `maxDeliveryAttempts` (1–30), `eventTimeToLiveInMinutes` (1–1440), `maxEventsPerBatch`
+    (1–5000), `deadLetterEnabled`. A null puts a field back to its default."""
+
+    endpoint_url: str | Unset = UNSET
+    delivery_schema: str | Unset = UNSET
+    included_event_types: list[str] | Unset = UNSET
+    subject_begins_with: str | Unset = UNSET
+    subject_ends_with: str | Unset = UNSET
+    max_delivery_attempts: int | Unset = UNSET
+    event_ttl_minutes: int | Unset = UNSET
+    max_events_per_batch: int | Unset = UNSET
+    dead_letter_enabled: bool | Unset = UNSET
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> EventSubscriptionPatch:
+        return cls(
+            endpoint_url=_field(body, "endpointUrl", _endpoint_url),
+            delivery_schema=_field(body, "eventDeliverySchema", _or_default("delivery_schema", _schema)),
+            included_event_types=_field(body, "includedEventTypes", _or_default("included_event_types", _event_types)),
+            subject_begins_with=_field(body, "subjectBeginsWith", _or_default("subject_begins_with", _subject_part)),
+            subject_ends_with=_field(body, "subjectEndsWith", _or_default("subject_ends_with", _subject_part)),
+            max_delivery_attempts=_field(
+                body, "maxDeliveryAttempts", _or_default("max_delivery_attempts", _bounded_int(1, 30))
+            ),
+            event_ttl_minutes=_field(
+                body, "eventTimeToLiveInMinutes", _or_default("event_ttl_minutes", _bounded_int(1, 1440))
+            ),
+            max_events_per_batch=_field(
+                body, "maxEventsPerBatch", _or_default("max_events_per_batch", _bounded_int(1, 5000))
+            ),
+            dead_letter_enabled=_field(body, "deadLetterEnabled", _or_default("dead_letter_enabled", _bool)),
+        )
+
+    def check_complete(self, *, created: bool) -> None:
+        """A new subscription needs its endpointUrl (InvalidRequest, 400)."""
+        if created and self.endpoint_url is UNSET:
+            raise InvalidRequest("endpointUrl is required.", target="endpointUrl")
+
+    def fields(self) -> dict[str, Any]:
+        """The model fields this patch sets (name → value)."""
+        return {name: value for name, value in self.__dict__.items() if value is not UNSET}

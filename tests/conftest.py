@@ -230,6 +230,7 @@ def router_clock(db, settings, monkeypatch):
     from tests.inprocess import RouterClock, clock_in_use
 
     settings.JOBROUTER_RULE_TIMEOUT_SECONDS = 2
+    settings.JOBROUTER_ALLOW_HTTP_WEBHOOKS = True
     # Function and webhook rules in tests talk to plain-http servers on loopback (what
     # JOBROUTER_ALLOW_HTTP_WEBHOOKS=1 sets up in the server processes).
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")

@@ -41,24 +41,45 @@ class FakeEndpoint:
     """A ThreadingHTTPServer on 127.0.0.1 (port 0) that records every request and answers with
     the handler registered for its path: handler(Recorded) -> (status, json-able body)."""
 
-    routes: dict[str, Callable[[Recorded], tuple[int, Any]]] = field(default_factory=dict)
+    routes: dict[str, Callable[[Recorded], tuple[Any, ...]]] = field(default_factory=dict)
+    server: ThreadingHTTPServer | None = None
     requests: list[Recorded] = field(default_factory=list)
 
-    def start(self) -> "FakeEndpoint":
+    def start(self, port: int = 0) -> "FakeEndpoint":
+        """Serve on `port` (0: any free one; a stopped endpoint restarts on its old port)."""
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1: the router keeps its connection to a webhook alive between deliveries.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):  # noqa: N802 (http.server naming)
+                self._answer("POST")
+
+            def do_OPTIONS(self):  # noqa: N802 (the CloudEvents webhook handshake)
+                self._answer("OPTIONS")
+
+            def do_GET(self):  # noqa: N802
+                self._answer("GET")
+
+            def _answer(self, method):
+                if endpoint.server is not self.server:  # stopped: a kept-alive connection drops
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
-                rec = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                path = self.path.split("?", 1)[0]
+                rec = Recorded(method, path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
                 endpoint.requests.append(rec)
-                route = endpoint.routes.get(self.path)
-                status, body = route(rec) if route else (404, {"error": "no route"})
+                route = endpoint.routes.get(path)
+                # A route answers (status, body) or (status, body, extra headers).
+                status, body, *extra = route(rec) if route else (404, {"error": "no route"})
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in (extra[0] if extra else {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
@@ -67,23 +88,32 @@ class FakeEndpoint:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         # A short poll interval: shutdown() waits for the serving loop's next look at its flag,
         # half a second by default, which would be most of a fast test's time.
+        self._port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         self.thread.start()
         return self
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://127.0.0.1:{self._port}{path}"
 
     def calls(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        server, self.server = self.server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+
+    @property
+    def port(self) -> int:
+        return self._port
 
 
 def function_rule(http_endpoint, path, key="fn-key-1"):

@@ -12,6 +12,7 @@ from routing.services.offers import offer_accept
 from routing.services.policies import queue_upsert
 from routing.services.workers import worker_request_job, worker_upsert
 from tests import factories
+from tests.conftest import eventually
 from routing.patches import QueuePatch, WorkerPatch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -80,7 +81,8 @@ def test_q9_queue_status_counts_serving_available_waiting_and_served():
     factories.worker("busy")
     factories.worker("dnd", available=False)
     factories.queued_job("served")
-    offer = Offer.objects.get(job_id="served")
+    # The owed match may be run by the session's live background worker (same database).
+    offer = eventually(lambda: Offer.objects.filter(job_id="served").first())
     offer_accept(worker_id=offer.worker_id, offer_id=str(offer.pk))
     factories.queued_job("waiting")
     stats = queue_statistics("q1")

@@ -18,6 +18,7 @@ import copy
 from typing import Any
 
 from routing import limits
+from routing.models import ROUTER_EVENT_TYPES
 from routing.validation import (
     ACTION_KINDS,
     ATTACHMENT_KINDS,
@@ -203,6 +204,17 @@ SCHEMAS: dict[str, Any] = {
         "queuePriorities": {"type": "object", "maxProperties": limits.MAX_WORKER_QUEUES,
                             "additionalProperties": _int(limits.MIN_QUEUE_PRIORITY, limits.MAX_QUEUE_PRIORITY)},
     }),
+    "EventSubscription": _object({
+        "endpointUrl": _string(limits.MAX_URI_LENGTH, format="uri"),
+        "eventDeliverySchema": _kind(("EventGridSchema", "CloudEventSchemaV1_0")),
+        "includedEventTypes": _array(_kind(ROUTER_EVENT_TYPES), len(ROUTER_EVENT_TYPES)),
+        "subjectBeginsWith": _string(),
+        "subjectEndsWith": _string(),
+        "maxDeliveryAttempts": _int(1, 30),
+        "eventTimeToLiveInMinutes": _int(1, 1440),
+        "maxEventsPerBatch": _int(1, 5000),
+        "deadLetterEnabled": {"type": "boolean"},
+    }),
     "CancelJobOptions": _object({"note": _string(limits.MAX_NOTE_LENGTH), "dispositionCode": _id()}),
     "CompleteJobOptions": _object({"note": _string(limits.MAX_NOTE_LENGTH)}),
     "CloseJobOptions": _object({"dispositionCode": _id(), "closeAt": DATE_TIME, "note": _string(limits.MAX_NOTE_LENGTH)}),
@@ -308,6 +320,9 @@ def _paths() -> dict[str, Any]:
     paths["/routing/workers/{workerId}/offers/{offerId}:accept"] = _verb(["workerId", "offerId"], "acceptJobOffer", None)
     paths["/routing/workers/{workerId}/offers/{offerId}:decline"] = _verb(
         ["workerId", "offerId"], "declineJobOffer", "DeclineJobOfferOptions")
+    # Extension: Event Grid event subscriptions (webhooks receiving the router's events).
+    paths["/routing/eventSubscriptions"] = _collection("listEventSubscriptions")
+    paths["/routing/eventSubscriptions/{id}"] = _resource("id", "EventSubscription", "EventSubscription")
     paths["/routing/openapi.json"] = {"get": {
         "operationId": "getOpenApiDocument", "parameters": [],
         "responses": {"200": {"description": "this document", "content": {JSON: {"schema": {"type": "object"}}}}},

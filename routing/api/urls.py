@@ -17,6 +17,8 @@ urlpatterns += [
     path("jobs/<str:job_id>", views.JobItemView.as_view()),
     path("jobs/<str:job_id>/position", views.JobPositionView.as_view()),
     path("jobs/<str:job_id>/assignments/<str:assignment>", views.AssignmentActionView.as_view()),
+    path("eventSubscriptions", views.EventSubscriptionCollectionView.as_view()),
+    path("eventSubscriptions/<str:subscription_id>", views.EventSubscriptionItemView.as_view()),
     path("workers", views.WorkerCollectionView.as_view()),
     path("workers/<str:worker_id>", views.WorkerItemView.as_view()),
     path("workers/<str:worker_id>/offers/<str:offer>", views.OfferActionView.as_view()),

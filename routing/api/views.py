@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import http_date, parse_http_date_safe
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,18 +31,20 @@ from rest_framework.views import APIView
 from routing import clock, limits, queries
 from routing import validation as v
 from routing.api import openapi, versions, wire
+from routing.api.errors import error_response
 from routing.api.parsers import MergePatchJSONParser, RouterJSONParser
 from routing.errors import Conflict, InvalidRequest, NotFound, PreconditionFailed
-from routing.models import ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Queue
+from routing.models import ClassificationPolicy, DistributionPolicy, EventSubscription, ExceptionPolicy, Queue
 from routing.patches import (
     ClassificationPolicyPatch,
     DistributionPolicyPatch,
+    EventSubscriptionPatch,
     ExceptionPolicyPatch,
     JobPatch,
     QueuePatch,
     WorkerPatch,
 )
-from routing.services import customers, policies
+from routing.services import customers, policies, subscriptions
 from routing.services import jobs as job_services
 from routing.services import offers as offer_services
 from routing.services import workers as worker_services
@@ -296,6 +299,47 @@ class AdminItemView(AdminResourceView):
     def delete(self, request: Request, resource_id: str) -> Response:
         self.admin.delete(**{self.admin.id_kwarg: resource_id})
         return Response(status=204)
+
+
+class EventSubscriptionCollectionView(RouterView):
+    """GET /routing/eventSubscriptions (paged like every list). Extension: Event Grid event
+    subscriptions on this router."""
+
+    def get(self, request: Request) -> Response:
+        return paged_response(
+            request, page_params(request), EventSubscription.objects.all(),
+            lambda items: [wire.event_subscription(s) for s in items],
+        )
+
+
+class EventSubscriptionItemView(RouterView):
+    """GET / PATCH (merge-patch upsert: 201 with the signingSecret, or 200) / DELETE (204) of
+    /routing/eventSubscriptions/{id}."""
+
+    def get(self, request: Request, subscription_id: str) -> Response:
+        obj = policies.get_or_404(EventSubscription, subscription_id, "Event subscription")
+        return resource_response(wire.event_subscription(obj), obj)
+
+    def patch(self, request: Request, subscription_id: str) -> Response:
+        obj, created = subscriptions.event_subscription_upsert(
+            subscription_id=subscription_id, patch=EventSubscriptionPatch.from_wire(self.body(request)),
+            precondition=precondition_from(request), now=self.now,
+        )
+        return resource_response(wire.event_subscription(obj, with_secret=created), obj, status=201 if created else 200)
+
+    def delete(self, request: Request, subscription_id: str) -> Response:
+        subscriptions.event_subscription_delete(subscription_id=subscription_id)
+        return Response(status=204)
+
+
+def event_subscription_validation(request: HttpRequest, subscription_id: str) -> HttpResponse:
+    """GET /eventgrid/validate/{id}?code=… : the `validationUrl` of Event Grid's handshake
+    (manual validation). Not HMAC-signed: the code is the credential. 200 when it validated the
+    subscription, 404 otherwise (wrong code, unknown id, or not awaiting validation)."""
+    code = request.GET.get("code", "")[: limits.MAX_ID_LENGTH]
+    if subscriptions.event_subscription_validate(subscription_id=subscription_id[: limits.MAX_ID_LENGTH], code=code):
+        return JsonResponse({"validationResponse": "Succeeded"})
+    return error_response(404, "NotFound", "No event subscription awaits validation with this code.")
 
 
 class QueueStatisticsView(RouterView):

@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from routing.engine.selectors import selector_is_active
-from routing.models import Assignment, ClassificationPolicy, DistributionPolicy, ExceptionPolicy, Job, Queue
+from routing.models import (
+    Assignment,
+    ClassificationPolicy,
+    DistributionPolicy,
+    EventSubscription,
+    ExceptionPolicy,
+    Job,
+    Queue,
+)
 from routing.queries import JobPosition, QueueStatistics, WorkerView
 from routing.validation import format_datetime
 
@@ -194,3 +202,25 @@ def job_position(p: JobPosition) -> dict[str, Any]:
         "queueLength": p.queue_length,
         "estimatedWaitTimeMinutes": p.estimated_wait_time_minutes,
     }
+
+
+def event_subscription(s: EventSubscription, *, with_secret: bool = False) -> dict[str, Any]:
+    """An event subscription, fields named as Event Grid names them; `signingSecret` only in the
+    answer that created it."""
+    data = {
+        "id": s.pk,
+        "etag": s.etag,
+        "endpointUrl": s.endpoint_url,
+        "eventDeliverySchema": s.delivery_schema,
+        "includedEventTypes": list(s.included_event_types or []),
+        "subjectBeginsWith": s.subject_begins_with,
+        "subjectEndsWith": s.subject_ends_with,
+        "maxDeliveryAttempts": s.max_delivery_attempts,
+        "eventTimeToLiveInMinutes": s.event_ttl_minutes,
+        "maxEventsPerBatch": s.max_events_per_batch,
+        "deadLetterEnabled": s.dead_letter_enabled,
+        "provisioningState": s.provisioning_state,
+    }
+    if with_secret:
+        data["signingSecret"] = s.signing_secret
+    return data

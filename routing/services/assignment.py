@@ -21,6 +21,7 @@ from datetime import datetime
 from django.db.models import Q
 
 from routing.models import Assignment, Job, JobStatus, TimerKind, Worker, touched
+from routing.services import events
 from routing.services.common import owe
 from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
@@ -63,6 +64,7 @@ def deregister_locked(worker: Worker, now: datetime) -> None:
         worker.available_for_offers = False
         worker.touch(now)
         worker.save(update_fields=["available_for_offers", "etag", "updated_at"])
+        events.worker_event("RouterWorkerDeregistered", worker, now)
     rematch_after_revoke(Q(worker_id=worker.pk), now)
 
 
@@ -81,4 +83,5 @@ def close_locked(job: Job, assignment: Assignment, now: datetime) -> None:
     job.touch(now)
     job.save()
     notify_changed(jobs=[job.pk], workers=[assignment.worker_id], now=now)
+    events.job_assignment_event("RouterJobClosed", job, assignment, now)
     worker_released(assignment.worker_id, now)

@@ -22,6 +22,7 @@ from routing import validation as v
 from routing.clock import clock
 from routing.engine.rules import Classification, classify
 from routing.models import ClassificationPolicy, Job, JobStatus, Queue, RouterTimer, TimerKind
+from routing.services import events
 from routing.services.common import after_commit
 from routing.services.notify import notify_changed
 from routing.services.queueing import arm_selector_expiry, enter_queue, refresh_expedite, stamp_selectors
@@ -86,6 +87,7 @@ def _fail(job: Job, error: str, now: datetime) -> str:
     notify_changed(jobs=[job.pk], now=now)
     job.touch(now)
     job.save()
+    events.job_classification_failed(job, error, now)
     return job.status
 
 
@@ -100,6 +102,7 @@ def _apply_outcome(job: Job, outcome: Classification, now: datetime) -> str:
         job.priority = outcome.priority
     job.attached_worker_selectors = stamp_selectors(selectors, now)
     refresh_expedite(job, now)
+    events.job_classified(job, now)
     enter_queue(job, now, same_queue=same_queue)
     job.touch(now)
     job.save()

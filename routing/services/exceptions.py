@@ -19,6 +19,7 @@ from django.db.models import Q
 from routing import validation as v
 from routing.clock import clock
 from routing.models import Job, JobStatus, Queue, TimerKind
+from routing.services import events
 from routing.services.common import owe
 from routing.services.matching import revoke_offers
 from routing.services.queueing import (
@@ -103,6 +104,7 @@ def exception_rule_fire(*, job_id: str, rule_id: str, visit: int, now: datetime 
             {"ruleId": rule_id, "exceptionPolicyId": policy_id, "queueId": job.queue_id, "visit": visit,
              "firedAt": v.format_datetime(now)},
         ]
+        events.job_exception_triggered(job, rule_id, policy_id, now)
         _run_actions(job, rule["actions"], now)
     return True
 

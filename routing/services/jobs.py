@@ -32,6 +32,7 @@ from routing.models import (
     touched,
 )
 from routing.patches import UNSET, JobPatch, apply_labels, resolve_matching_mode
+from routing.services import events
 from routing.services.assignment import close_locked, worker_released
 from routing.services.common import Precondition, locked_get, owe, parse_uuid, retry_on_deadlock, upsert
 from routing.services.matching import revoke_offers
@@ -69,6 +70,8 @@ class JobChange:
     reroute: bool = False
     reclassify: bool = False
     new_selectors: list[dict] = field(default_factory=list)
+    # The patch suspended the job (RouterJobWaitingForActivation is owed).
+    suspended: bool = False
 
 
 def _existing_queue(queue_id: str | None) -> str | None:
@@ -121,7 +124,7 @@ def _apply_data_fields(job: Job, patch: JobPatch, change: JobChange) -> None:
     job.matching_mode = resolve_matching_mode(job.matching_mode or None, patch.matching_mode)
 
 
-def _start(job: Job, now: datetime) -> None:
+def _start(job: Job, change: JobChange, now: datetime) -> None:
     """A new job's first status (ACS §4.1): `pendingSchedule` (scheduleAndSuspend),
     `waitingForActivation` (suspend), `pendingClassification` (with a classification policy) or
     `created` (queued right after commit)."""
@@ -135,6 +138,7 @@ def _start(job: Job, now: datetime) -> None:
         owe(TimerKind.SCHEDULE, job.pk, now)
     elif mode == "suspend":
         job.status = JobStatus.WAITING_FOR_ACTIVATION
+        change.suspended = True
     else:
         _release(job, now)
 
@@ -148,11 +152,11 @@ def _release(job: Job, now: datetime) -> None:
         owe(TimerKind.ENQUEUE, job.pk, now)
 
 
-def _mode_transition(job: Job, old_mode: str | None, now: datetime) -> bool:
+def _mode_transition(job: Job, change: JobChange, now: datetime) -> bool:
     """Apply a PATCHed matchingMode (ACS §4.9): queueAndMatch activates a waiting or scheduled
     job, suspend stops matching, scheduleAndSuspend (re)schedules. True when it moved the job."""
     mode = job.matching_mode["kind"]
-    if mode == old_mode and job.status not in ACTIVATABLE_STATUSES:
+    if mode == change.old_mode and job.status not in ACTIVATABLE_STATUSES:
         return False
     if mode == "queueAndMatch" and job.status in ACTIVATABLE_STATUSES:
         _release(job, now)
@@ -160,6 +164,7 @@ def _mode_transition(job: Job, old_mode: str | None, now: datetime) -> bool:
     if mode == "suspend" and job.status in WAITING_STATUSES:
         revoke_offers(Q(job_id=job.pk), now)
         job.status = JobStatus.WAITING_FOR_ACTIVATION
+        change.suspended = True
         return True
     if mode == "scheduleAndSuspend" and job.status in SCHEDULABLE_STATUSES:
         revoke_offers(Q(job_id=job.pk), now)
@@ -214,8 +219,8 @@ def job_upsert(
         _apply_data_fields(job, patch, change)
         refresh_expedite(job, now)
         if created:
-            _start(job, now)
-        elif patch.matching_mode is UNSET or not _mode_transition(job, change.old_mode, now):
+            _start(job, change, now)
+        elif patch.matching_mode is UNSET or not _mode_transition(job, change, now):
             _reroute(job, patch, change, now)
 
         def after_save() -> None:
@@ -223,6 +228,10 @@ def job_upsert(
                 arm_selector_expiry(job, change.new_selectors)
             moved_from = [change.old_queue] if change.old_queue and change.old_queue != job.queue_id else []
             notify_changed(jobs=[job.pk], queues=moved_from, now=now)
+            if created:
+                events.job_received(job, now)
+            if change.suspended:
+                events.job_waiting_for_activation(job, now)
 
         return after_save
 
@@ -267,6 +276,7 @@ def job_schedule(*, job_id: str, now: datetime | None = None) -> bool:
             job.status = JobStatus.SCHEDULE_FAILED
             job.touch(now)
             job.save()
+            events.job_scheduling_failed(job, "matchingMode.scheduleAt is missing.", now)
             return False
         job.status = JobStatus.SCHEDULED
         notify_changed(jobs=[job.pk], now=now)
@@ -288,6 +298,7 @@ def job_schedule_due(*, job_id: str, now: datetime | None = None) -> bool:
         notify_changed(jobs=[job.pk], now=now)
         job.touch(now)
         job.save()
+        events.job_waiting_for_activation(job, now)
     return True
 
 
@@ -318,6 +329,7 @@ def job_selectors_expire(*, job_id: str, now: datetime | None = None) -> bool:
         job.touch(now)
         job.save()
         notify_changed(jobs=[job.pk], now=now)
+        events.job_selectors_expired(job, now)
         if job.status == JobStatus.QUEUED:
             owe(TimerKind.MATCH_JOB, job.pk, now)
     return True
@@ -374,6 +386,7 @@ def job_complete(
         job.touch(now)
         job.save()
         Worker.objects.filter(pk=assignment.worker_id).update(**touched(now))
+        events.job_assignment_event("RouterJobCompleted", job, assignment, now)
     return job
 
 
@@ -459,19 +472,26 @@ def job_unassign(
             job.matching_mode = {"kind": "suspend"}
         job.touch(now)
         job.save()
+        events.job_assignment_event("RouterJobUnassigned", job, assignment, now)
+        if suspend_matching:
+            events.job_waiting_for_activation(job, now)
+        else:
+            events.job_queued(job, now)
         worker_released(assignment.worker_id, now)
         if not suspend_matching:
             owe(TimerKind.MATCH_JOB, job.pk, now)
     return job
 
 
-def job_delete(*, job_id: str) -> None:
+def job_delete(*, job_id: str, now: datetime | None = None) -> None:
     """Delete a job in a terminal status (closed, cancelled, classificationFailed,
     scheduleFailed). NotFound (404); Conflict (409) for any other status."""
+    now = clock(now)
     with transaction.atomic():
         job = locked_get(Job, job_id, what="Job")
         if job.status not in DELETABLE_JOB_STATUSES:
             raise Conflict(f"Job {job_id!r} must be closed or cancelled before it is deleted (status {job.status}).")
+        events.job_deleted(job, now)
         job.delete()
 
 

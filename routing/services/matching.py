@@ -59,6 +59,7 @@ from routing.models import (
     WorkerQueue,
     touched,
 )
+from routing.services import events
 from routing.services.notify import notify_changed
 from routing.services.remote_rules import call_remote_rule
 
@@ -359,6 +360,7 @@ def issue_offer(
     if expires_at is not None:
         RouterTimer.objects.create(kind=TimerKind.OFFER_EXPIRY, target_id=str(offer.pk), due_at=expires_at)
     Worker.objects.filter(pk=worker_id).update(**touched(now))
+    events.offer_issued(job, offer, worker, now)
     return offer
 
 
@@ -492,6 +494,7 @@ def revoke_offers(offers: Q, now: datetime) -> list[tuple[str, str]]:
         ):
             revoked.append((str(offer_id), job_id))
             workers.append(worker_id)
+            events.offer_ended("RouterWorkerOfferRevoked", job_id, str(offer_id), worker_id, now)
             Worker.objects.filter(pk=worker_id).update(**touched(now))
     if revoked:
         notify_changed(workers=workers, jobs=[job_id for _, job_id in revoked], now=now)

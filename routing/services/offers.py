@@ -10,6 +10,7 @@ from django.db import transaction
 from routing.clock import clock
 from routing.errors import Conflict, NotFound
 from routing.models import Job, JobDecline, JobStatus, Offer, OfferStatus, RouterTimer, TimerKind, Worker, touched
+from routing.services import events
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked
 from routing.services.common import owe, parse_uuid, retry_on_deadlock
 from routing.services.matching import match_job
@@ -50,7 +51,9 @@ def offer_accept(*, worker_id: str, offer_id: str, now: datetime | None = None) 
         # Compare-and-set guards against a revoke that does not take the job lock.
         if not Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.ACCEPTED, ended_at=now):
             raise _offer_not_found(worker_id, offer_id)
-        return assign_locked(job, worker_id=worker_id, channel_id=offer.channel_id, cost=offer.capacity_cost, now=now)
+        result = assign_locked(job, worker_id=worker_id, channel_id=offer.channel_id, cost=offer.capacity_cost, now=now)
+        events.offer_accepted(job, str(oid), worker_id, result.assignment_id, now)
+        return result
 
 
 @retry_on_deadlock
@@ -67,6 +70,7 @@ def offer_decline(
         if offer is None or not offer.is_open_at(now):
             raise _offer_not_found(worker_id, offer_id)
         Offer.objects.filter(pk=oid, status=OfferStatus.OPEN).update(status=OfferStatus.DECLINED, ended_at=now)
+        events.offer_ended("RouterWorkerOfferDeclined", offer.job_id, str(oid), worker_id, now)
         JobDecline.objects.update_or_create(job_id=offer.job_id, worker_id=worker_id, defaults={"retry_offer_at": retry_offer_at})
         if retry_offer_at is not None and retry_offer_at > now:
             RouterTimer.objects.create(kind=TimerKind.DECLINE_RETRY, target_id=offer.job_id, due_at=retry_offer_at)
@@ -96,6 +100,7 @@ def offer_expire(*, offer_id: str, now: datetime | None = None) -> bool:
         ):
             return False
         Job.objects.filter(pk=offer["job_id"]).update(**touched(now))
+        events.offer_ended("RouterWorkerOfferExpired", offer["job_id"], str(oid), offer["worker_id"], now)
         worker = Worker.objects.select_for_update().filter(pk=offer["worker_id"]).first()
         if worker is not None:
             deregister_locked(worker, now)

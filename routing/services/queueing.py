@@ -17,6 +17,7 @@ from django.db.models import Q
 from routing import validation as v
 from routing.engine.selectors import selector_is_active
 from routing.models import Job, JobStatus, Queue, RouterTimer, TimerKind
+from routing.services import events
 from routing.services.common import owe
 from routing.services.matching import revoke_offers
 from routing.services.notify import notify_changed
@@ -101,6 +102,7 @@ def enter_queue(job: Job, now: datetime, *, same_queue: bool = False) -> None:
         job.queue_visit += 1
         arm_exception_rules(job, now)
     notify_changed(jobs=[job.pk], now=now)
+    events.job_queued(job, now)
     owe(TimerKind.MATCH_JOB, job.pk, now)
 
 
@@ -130,3 +132,4 @@ def cancel_locked(job: Job, *, note: str | None, disposition_code: str | None, n
     append_note(job, note, now)
     job.touch(now)
     job.save()
+    events.job_cancelled(job, note, now)

@@ -25,6 +25,7 @@ from routing import clock
 from routing.models import OWED_KINDS, Job, JobStatus, OfferStatus, RouterEvent, RouterTimer, TimerKind
 from routing.services.classification import classify_owed
 from routing.services.common import register_owed_work_runner
+from routing.services.delivery import prune_events
 from routing.services.exceptions import exception_rule_due
 from routing.services.jobs import (
     STEP_OWED_IN_STATUS,
@@ -196,11 +197,13 @@ HOUSEKEEPING_EVERY_SECONDS = 60.0
 
 
 def housekeeping(*, now: datetime | None = None) -> tuple[int, int]:
-    """Drop RouterEvent rows older than 10 minutes (the push hubs read them within a second) and timers
-    that fired over a day ago. Returns (events, timers) deleted."""
+    """Drop RouterEvent rows older than 10 minutes (the push hubs read them within a second),
+    timers that fired over a day ago, and router events (Event Grid) past
+    JOBROUTER_EVENT_RETENTION_DAYS. Returns (push events, timers) deleted."""
     now = clock.clock(now)
     events, _ = RouterEvent.objects.filter(created_at__lt=now - EVENT_RETENTION).delete()
     timers, _ = RouterTimer.objects.filter(fired_at__lt=now - FIRED_TIMER_RETENTION).delete()
+    prune_events(now=now)
     return events, timers
 
 

@@ -14,6 +14,7 @@ from routing.clock import clock
 from routing.errors import Conflict, NotFound
 from routing.models import Assignment, Job, JobDecline, JobStatus, Queue, TimerKind, Worker, WorkerChannel, WorkerQueue
 from routing.patches import UNSET, WorkerPatch, apply_labels
+from routing.services import events
 from routing.services.assignment import AcceptResult, assign_locked, deregister_locked, rematch_after_revoke
 from routing.services.common import Precondition, locked_get, owe, retry_on_deadlock, upsert
 from routing.services.matching import WorkerSeat
@@ -58,6 +59,29 @@ def _write_memberships(worker: Worker, patch: WorkerPatch) -> set[str]:
     return touched
 
 
+# RouterWorkerUpdated.updatedWorkerProperties: the snapshot key each property is read from.
+_SNAPSHOT_PROPERTIES = {
+    "TotalCapacity": "totalCapacity", "QueueAssignments": "queueAssignments", "Labels": "labels", "Tags": "tags",
+    "ChannelConfigurations": "channelConfigurations",
+}
+
+
+def _publish_worker_change(worker: Worker, before: dict | None, was_available: bool, now: datetime) -> None:
+    """RouterWorkerRegistered / Deregistered on a change of availableForOffers, and
+    RouterWorkerUpdated naming what changed on an existing worker."""
+    after = events.worker_snapshot(worker)
+    if before is not None:
+        changed = [name for name, key in _SNAPSHOT_PROPERTIES.items() if before[key] != after[key]]
+        if worker.available_for_offers != was_available:
+            changed.append("AvailableForOffers")
+        if changed:
+            events.worker_event("RouterWorkerUpdated", worker, now, snapshot=after, updated=changed)
+    if worker.available_for_offers and not was_available:
+        events.worker_event("RouterWorkerRegistered", worker, now, snapshot=after)
+    elif was_available and not worker.available_for_offers:
+        events.worker_event("RouterWorkerDeregistered", worker, now)
+
+
 @retry_on_deadlock
 def worker_upsert(
     *, worker_id: str, patch: WorkerPatch, precondition: Precondition | None = None, now: datetime | None = None
@@ -73,6 +97,7 @@ def worker_upsert(
 
     def apply(worker: Worker, created: bool):
         was_available = False if created else worker.available_for_offers
+        before = None if created else events.worker_snapshot(worker)
         _apply_fields(worker, patch)
         registering = worker.available_for_offers and not was_available
         if registering:
@@ -82,6 +107,7 @@ def worker_upsert(
             # Queues the worker left are no longer found from the worker: name them.
             touched = _write_memberships(worker, patch)
             notify_changed(workers=[worker.pk], queues=touched, now=now)
+            _publish_worker_change(worker, before, was_available, now)
             if not worker.available_for_offers:
                 deregister_locked(worker, now)
                 return
@@ -112,6 +138,7 @@ def worker_delete(*, worker_id: str, now: datetime | None = None) -> None:
             raise Conflict(f"Worker {worker_id!r} still has assigned jobs; close them before deleting it.")
         rematch_after_revoke(Q(worker_id=worker.pk), now)
         notify_changed(workers=[worker.pk], now=now)
+        events.worker_event("RouterWorkerDeleted", worker, now)
         worker.delete()
 
 

@@ -1,4 +1,4 @@
-"""`manage.py qcluster`: django-q2's cluster plus the router's timer loop.
+"""`manage.py qcluster`: django-q2's cluster plus the router's timer loop and webhook delivery loop.
 
 Replaces django_q's command of the same name (the `routing` app is listed first). The cluster
 runs in its own processes; this process runs `routing.services.timers.run_timer_loop` until the
@@ -31,6 +31,7 @@ from django.db import connections
 from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as QclusterCommand
 
+from routing.services.delivery import run_delivery_loop
 from routing.services.timers import run_timer_loop
 
 logger = logging.getLogger("routing.timers")
@@ -118,7 +119,12 @@ class Command(QclusterCommand):
                 while not stopping.wait(0.2) and cluster.sentinel.is_alive():
                     pass
             else:
-                run_timer_loop(should_stop=lambda: stopping.is_set() or not cluster.sentinel.is_alive())
+                should_stop = lambda: stopping.is_set() or not cluster.sentinel.is_alive()  # noqa: E731
+                # Webhook delivery beside the timer loop: its HTTP calls never hold up a timer.
+                threading.Thread(
+                    target=run_delivery_loop, kwargs={"should_stop": should_stop}, name="delivery loop", daemon=True
+                ).start()
+                run_timer_loop(should_stop=should_stop)
         finally:
             _stop(cluster)
 
