@@ -124,6 +124,8 @@ def test_every_router_event_type_reaches_an_event_grid_webhook(live_admin_client
     assert by_type["RouterJobSchedulingFailed"][0]["data"]["failureReason"]
     expired = by_type["RouterJobWorkerSelectorsExpired"][0]["data"]["expiredRequestedWorkerSelectors"]
     assert expired[0]["key"] == "Skill" and expired[0]["state"] == "expired"
+    # The swagger's wire name is `value` (`labelValue` is only the SDK's property name).
+    assert expired[0]["value"] == 9 and expired[0]["labelOperator"] == "Equal" and "labelValue" not in expired[0]
     updated = [e["data"]["updatedWorkerProperties"] for e in by_type["RouterWorkerUpdated"]]
     assert ["Labels"] in updated and ["AvailableForOffers"] in updated
     assert by_type["RouterJobClosed"][0]["data"]["dispositionCode"] == "Closed"

@@ -109,12 +109,12 @@ def _pascal(value: str | None) -> str | None:
 
 
 def worker_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
-    """AcsRouterWorkerSelector: {key, labelOperator (PascalCase), labelValue, ttlSeconds,
+    """AcsRouterWorkerSelector: {key, labelOperator (PascalCase), value (the SDK names it labelValue), ttlSeconds,
     state (active|expired), expirationTime}."""
     return {
         "key": selector.get("key"),
         "labelOperator": _pascal(selector.get("labelOperator")),
-        "labelValue": selector.get("value"),
+        "value": selector.get("value"),
         "ttlSeconds": selector.get("expiresAfterSeconds"),
         "state": selector.get("status", "active"),
         "expirationTime": selector.get("expiresAt"),
