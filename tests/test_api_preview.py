@@ -88,6 +88,33 @@ def test_seed_001_flow_offer_accept_complete_close(preview, use_async):
     assert out["worker_after"]["load_ratio"] == 0
 
 
+@pytest.mark.parametrize("use_async", MODES)
+def test_seed_001_flow_takes_the_offer_id_from_the_received_offer_issued_event(
+    preview, live_client, http_endpoint, use_async
+):
+    # The seed's own ending: an Event Grid subscription delivers RouterWorkerOfferIssued, parsed
+    # with azure.eventgrid, and the 1.0.0b1 client accepts the offer named in it.
+    import json
+
+    from azure.eventgrid import EventGridEvent
+
+    from tests.conftest import eventually
+    from tests.event_receiver import EventReceiver, rest, subscribe
+
+    receiver = EventReceiver(http_endpoint)
+    subscribe(live_client, "seed-001", receiver.url, includedEventTypes=["Microsoft.Communication.RouterWorkerOfferIssued"])
+    eventually(lambda: rest(live_client, "GET", "/routing/eventSubscriptions/seed-001").json()["provisioningState"]
+               == "Succeeded")
+    assert "error" not in preview("seed_001_setup", use_async=use_async)
+    issued = eventually(lambda: receiver.events())
+    event = EventGridEvent.from_json(json.dumps(issued[0]))
+    assert event.event_type == "Microsoft.Communication.RouterWorkerOfferIssued"
+    assert event.subject == "worker/worker-1/job/jobId-1"
+    out = preview("seed_001_finish", use_async=use_async, offer_id=event.data["offerId"])
+    assert "error" not in out, out
+    assert out["assigned"] is True and out["closed_is_closed"] is True
+
+
 def test_seed_001_close_in_the_future(preview):
     assert "error" not in preview("seed_001")
     out = preview("seed_001_close_later")

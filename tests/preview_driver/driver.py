@@ -295,14 +295,9 @@ def items_view(pages: list[list[Any]], attr: str, view: Callable[[Any], Json]) -
 # --- scenarios --------------------------------------------------------------------------------------
 
 
-@scenario
-async def seed_001(c: Clients, params: Json) -> Json:
-    """The seed 001 README flow, in its working form: Some-Skill GREATER_THAN 10 (the README's
-    prose; its code says EQUAL, which a worker labelled 11 never matches) and the constructor
-    with an http:// endpoint (from_connection_string forces https://). `job.status` for the
-    README's non-existent `job.job_status`; `asyncio.sleep` for `time.sleep(secs=2)`."""
+async def _seed_001_setup(c: Clients, out: Json) -> None:
+    """Seed 001 up to the worker's registration: the policy, the queue, the job, the worker."""
     admin, client = c.admin, c.client
-    out: Json = {}
     policy = await admin.create_distribution_policy(
         distribution_policy_id="distribution-policy-1",
         distribution_policy=DistributionPolicy(
@@ -333,14 +328,11 @@ async def seed_001(c: Clients, params: Json) -> Json:
     )
     out["worker_created"] = worker_view(worker)
 
-    async def offered() -> Any:
-        w = await client.get_worker(worker_id="worker-1")
-        return w if w.offers else None
 
-    router_worker = await eventually(offered)
-    out["worker_offered"] = worker_view(router_worker)
-    job_offer = [offer for offer in router_worker.offers if offer.job_id == "jobId-1"][0]
-    accept = await client.accept_job_offer(worker_id="worker-1", offer_id=job_offer.offer_id)
+async def _seed_001_finish(c: Clients, out: Json, offer_id: str) -> None:
+    """Seed 001 from the offer on: accept it, complete and close the job."""
+    client = c.client
+    accept = await client.accept_job_offer(worker_id="worker-1", offer_id=offer_id)
     out["accept"] = {"assignment_id": accept.assignment_id, "job_id": accept.job_id, "worker_id": accept.worker_id}
     updated_job = await client.get_job(job_id="jobId-1")
     out["assigned"] = updated_job.status == RouterJobStatus.Assigned and accept.assignment_id in updated_job.assignments
@@ -353,6 +345,42 @@ async def seed_001(c: Clients, params: Json) -> Json:
     out["closed"] = job_view(closed)
     out["closed_is_closed"] = closed.status == RouterJobStatus.CLOSED
     out["worker_after"] = worker_view(await client.get_worker(worker_id="worker-1"))
+
+
+@scenario
+async def seed_001(c: Clients, params: Json) -> Json:
+    """The seed 001 README flow, in its working form: Some-Skill GREATER_THAN 10 (the README's
+    prose; its code says EQUAL, which a worker labelled 11 never matches) and the constructor
+    with an http:// endpoint (from_connection_string forces https://). `job.status` for the
+    README's non-existent `job.job_status`; `asyncio.sleep` for `time.sleep(secs=2)`. The offer
+    is found by polling the worker (the seed's alternative to the event)."""
+    out: Json = {}
+    await _seed_001_setup(c, out)
+
+    async def offered() -> Any:
+        w = await c.client.get_worker(worker_id="worker-1")
+        return w if w.offers else None
+
+    router_worker = await eventually(offered)
+    out["worker_offered"] = worker_view(router_worker)
+    job_offer = [offer for offer in router_worker.offers if offer.job_id == "jobId-1"][0]
+    await _seed_001_finish(c, out, job_offer.offer_id)
+    return out
+
+
+@scenario
+async def seed_001_setup(c: Clients, params: Json) -> Json:
+    """Seed 001's first half; the test then waits for RouterWorkerOfferIssued on its webhook."""
+    out: Json = {}
+    await _seed_001_setup(c, out)
+    return out
+
+
+@scenario
+async def seed_001_finish(c: Clients, params: Json) -> Json:
+    """Seed 001's second half, with the offer id taken from the received event (`offer_id`)."""
+    out: Json = {}
+    await _seed_001_finish(c, out, params["offer_id"])
     return out
 
 
