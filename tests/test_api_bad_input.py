@@ -308,7 +308,7 @@ def test_pages_outside_the_api_keep_djangos_error_pages(router_clock, monkeypatc
     def broken(request, *args, **kwargs):
         raise RuntimeError("page broke")
 
-    monkeypatch.setattr("routing.api.auth.HmacAuthenticationMiddleware._check", broken)
+    monkeypatch.setattr("routing.api.auth.HmacAuthenticationMiddleware.check", broken)
     response = Client(raise_request_exception=False).get("/accounts/login/")
     assert response.status_code == 500
     assert not response["Content-Type"].startswith("application/json")

@@ -23,16 +23,16 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from routing import clock
+from routing.api.middleware import GateMiddleware
 
 __all__ = [
     "AUTH_SCHEME",
@@ -347,7 +347,7 @@ def _unauthorized(message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": "Unauthorized", "message": message}}, status=401)
 
 
-class HmacAuthenticationMiddleware:
+class HmacAuthenticationMiddleware(GateMiddleware):
     """Require an ACS HMAC-SHA256 signature (spec §1.2) on every request under `/routing`.
 
     Other paths pass through untouched. On failure it answers
@@ -355,20 +355,10 @@ class HmacAuthenticationMiddleware:
     `request.hmac_authenticated = True` and continues. Settings used: `JOBROUTER_ACCESS_KEY`
     (base64) and `JOBROUTER_MAX_CLOCK_SKEW_SECONDS`.
 
-    Both sync- and async-capable: under ASGI a sync-only middleware would force a thread hop on
-    every request; the check itself is short CPU work, and ASGIRequest has already read the body.
+    Both sync- and async-capable (`GateMiddleware`).
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self._async = iscoroutinefunction(get_response)
-        if self._async:
-            markcoroutinefunction(self)
-
-    def _check(self, request: HttpRequest) -> HttpResponse | None:
+    def check(self, request: HttpRequest) -> HttpResponse | None:
         """Return a 401 response when the request must be rejected, else None."""
         if not _is_protected(request):
             return None
@@ -390,16 +380,3 @@ class HmacAuthenticationMiddleware:
         request.hmac_authenticated = True  # type: ignore[attr-defined]
         return None
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self._async:
-            return self.__acall__(request)
-        rejection = self._check(request)
-        if rejection is not None:
-            return rejection
-        return self.get_response(request)
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        rejection = self._check(request)
-        if rejection is not None:
-            return rejection
-        return await self.get_response(request)

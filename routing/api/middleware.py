@@ -56,9 +56,12 @@ def check_body(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
-class RequestLimitsMiddleware:
-    """Applies `check_body` to every `/routing` request (sync and async capable, like the HMAC
-    middleware after it)."""
+class GateMiddleware:
+    """A middleware that may answer a request itself before the view runs: `check(request)`
+    returns a response to send instead (a rejection) or None to go on.
+
+    Both sync- and async-capable: under ASGI a sync-only middleware would force a thread hop on
+    every request; the checks are short CPU work, and ASGIRequest has already read the body."""
 
     sync_capable = True
     async_capable = True
@@ -69,10 +72,22 @@ class RequestLimitsMiddleware:
         if self._async:
             markcoroutinefunction(self)
 
+    def check(self, request: HttpRequest) -> HttpResponse | None:
+        raise NotImplementedError
+
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self._async:
             return self.__acall__(request)
-        return check_body(request) or self.get_response(request)
+        rejection = self.check(request)
+        return rejection if rejection is not None else self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        return check_body(request) or await self.get_response(request)
+        rejection = self.check(request)
+        return rejection if rejection is not None else await self.get_response(request)
+
+
+class RequestLimitsMiddleware(GateMiddleware):
+    """Applies `check_body` to every `/routing` request (before the HMAC middleware)."""
+
+    def check(self, request: HttpRequest) -> HttpResponse | None:
+        return check_body(request)
