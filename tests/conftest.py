@@ -99,10 +99,7 @@ class RouterProcesses:
         )
 
     def start_worker(self) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        return start_background_worker(self.env)
 
     def stop_worker(self) -> None:
         _stop(self.worker)
@@ -119,6 +116,13 @@ class RouterProcesses:
     def stop(self) -> None:
         for proc in [*self.web, self.worker]:
             _stop(proc)
+
+
+def start_background_worker(env: dict[str, str]) -> subprocess.Popen:
+    """`manage.py qcluster` (django-q2 cluster + timer loop) in a session of its own, so that
+    its whole process group can be killed."""
+    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -21,7 +20,7 @@ from django.conf import settings
 
 from routing.models import Job, JobStatus, Offer, OfferStatus, Worker
 from tests import factories
-from tests.conftest import ROOT, _free_port, _wait_for_port, make_clients, server_env
+from tests.conftest import ROOT, _free_port, _wait_for_port, make_clients, server_env, start_background_worker
 from tests.personas import create_agent, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -35,8 +34,7 @@ def layout(django_db_setup, only_these_processes, fast_passwords):
     env["PORT"] = str(_free_port())
     web = subprocess.Popen([str(ROOT / "scripts" / "web")], cwd=ROOT, env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers = [subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    workers = [start_background_worker(env) for _ in range(2)]
     try:
         _wait_for_port(int(env["PORT"]), web)
         yield f"http://127.0.0.1:{env['PORT']}"

@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from routing.models import DeliveryStatus, EventDelivery
-from tests.conftest import ROOT, _stop, eventually
+from tests.conftest import _stop, eventually, start_background_worker
 from tests.event_receiver import EventReceiver, rest, subscribe
 from tests.test_router_events_delivery import _jobs
 
 pytestmark = pytest.mark.postgres
 
 
-def _worker(env):
-    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_worker = start_background_worker
 
 
 def test_kill_9_of_the_background_worker_during_delivery_loses_no_event(

@@ -8,14 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import factories
-from tests.conftest import ROOT, eventually, server_env
+from tests.conftest import ROOT, eventually, server_env, start_background_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -51,8 +50,7 @@ def _alive(pids: set[int]) -> set[int]:
 
 @pytest.fixture
 def background_worker(django_db_setup, only_these_processes):
-    proc = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=server_env(),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_background_worker(server_env())
     try:
         # The sentinel, the monitor, the pusher and two task workers.
         eventually(lambda: len(_descendants(proc.pid)) >= 5, timeout=30)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -23,7 +22,7 @@ from django.conf import settings
 
 from routing.models import Job, JobStatus, Offer, OfferStatus
 from tests import factories
-from tests.conftest import ROOT, _free_port, _wait_for_port, eventually, make_clients, server_env
+from tests.conftest import ROOT, _free_port, _wait_for_port, eventually, make_clients, server_env, start_background_worker
 from tests.test_service_processes import _descendants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -35,10 +34,6 @@ CLIENTS = 4
 WORKERS = 4
 
 
-def _start_background_worker(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
 
 @pytest.fixture
 def soak_layout(django_db_setup, only_these_processes, tmp_path):
@@ -48,7 +43,7 @@ def soak_layout(django_db_setup, only_these_processes, tmp_path):
     log = open(tmp_path / "web.log", "wb")  # gunicorn's own log, printed should the test fail
     web = subprocess.Popen([str(ROOT / "scripts" / "web")], cwd=ROOT, env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=log)
-    background = [_start_background_worker(env) for _ in range(2)]
+    background = [start_background_worker(env) for _ in range(2)]
     state = {"web": web, "background": background, "env": env, "log": tmp_path / "web.log"}
     try:
         _wait_for_port(int(env["PORT"]), web)
@@ -100,7 +95,7 @@ def _killer(state: dict, stop: threading.Event, kills: list[str]) -> None:
             victim = state["background"].pop(0)
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait()
-            state["background"].append(_start_background_worker(state["env"]))
+            state["background"].append(start_background_worker(state["env"]))
             kills.append("background")
         turn += 1
 
