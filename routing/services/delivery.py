@@ -270,10 +270,14 @@ def _mark_delivered(ids: list[int], now: datetime) -> None:
 def _due_rows(sub: EventSubscription, now: datetime, skip: list[int]) -> list[EventDelivery]:
     """The subscription's next due rows in order (a few batches' worth: one query for many POSTs),
     leaving out rows already sent but not yet marked."""
-    return list(
-        EventDelivery.objects.filter(subscription_id=sub.pk, status=DeliveryStatus.PENDING, due_at__lte=now)
-        .exclude(pk__in=skip).select_related("event").order_by("due_at", "pk")[: max(sub.max_events_per_batch, 50)]
-    )
+    pending = EventDelivery.objects.filter(subscription_id=sub.pk, status=DeliveryStatus.PENDING).exclude(pk__in=skip)
+    due = pending.filter(due_at__lte=now)
+    # A row waiting for its retry holds back every later one: an event written after a failed
+    # attempt (due at once) must not overtake it when the endpoint comes back.
+    waiting = pending.filter(due_at__gt=now).order_by("pk").values_list("pk", flat=True).first()
+    if waiting is not None:
+        due = due.filter(pk__lt=waiting)
+    return list(due.select_related("event").order_by("due_at", "pk")[: max(sub.max_events_per_batch, 50)])
 
 
 def send_batch(sub: EventSubscription, batch: list[EventDelivery], now: datetime) -> Outcome:
